@@ -1,0 +1,78 @@
+"""Small helpers shared by every part: devices, seeds, provenance and atomic files."""
+from __future__ import annotations
+
+import json
+import os
+import platform
+import random
+import shlex
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+
+def resolve_device(name: str = "auto") -> torch.device:
+    """'auto' picks CUDA when it is available, else the CPU; 'cuda' without a GPU is an error."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    device = torch.device(name)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"device {name!r} was asked for, but torch sees no CUDA GPU; use --device cpu")
+    return device
+
+
+def seed_everything(seed: int) -> None:
+    """Seed Python's, NumPy's and torch's global generators."""
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def provenance(settings: dict[str, Any], started: float | None = None) -> dict[str, Any]:
+    """What a result file records beside its numbers: the command, the settings and the versions."""
+    record = {
+        "command": shlex.join([Path(sys.executable).name, *sys.argv]) if sys.argv and sys.argv[0] else None,
+        "settings": settings,
+        "versions": {"python": platform.python_version(), "torch": torch.__version__, "numpy": np.__version__},
+        "machine": {"platform": platform.platform(), "processor": platform.machine(),
+                    "cuda": torch.cuda.get_device_name() if torch.cuda.is_available() else None,
+                    "torch_threads": torch.get_num_threads()},
+        "date": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+    }
+    if started is not None:
+        record["wall_time_s"] = round(time.perf_counter() - started, 2)
+    return record
+
+
+def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:
+    """Write ``data`` to ``path`` so that a reader sees the old file or the new one, never half."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def atomic_write_json(path: str | os.PathLike, obj: Any) -> Path:
+    return atomic_write_bytes(path, (json.dumps(obj, indent=1) + "\n").encode("utf-8"))
+
+
+def atomic_torch_save(path: str | os.PathLike, obj: Any) -> Path:
+    """torch.save through a temporary file in the same folder, then an atomic rename."""
+    import io
+    buffer = io.BytesIO()
+    torch.save(obj, buffer)
+    return atomic_write_bytes(path, buffer.getvalue())

@@ -1,0 +1,26 @@
+"""Question 1.1 in code: the gradients of the last-step loss by hand, without autograd.
+
+For the vanilla RNN with loss L = CrossEntropy(p(T), y) averaged over a batch of B sequences::
+
+    dL/dW_ph = (y_hat - y) h(T)^T                                   (only the last step)
+    dL/dW_hh = sum_t  delta(t) h(t-1)^T,  delta(t) = diag(1 - h(t)^2) W_hh^T delta_h(t+1) ...
+
+that is, back-propagation through time: the error of the last hidden state is sent back one step at
+a time through W_hh and the tanh derivative, and every step adds its share to dL/dW_hh.
+"""
+from __future__ import annotations
+
+import torch
+
+
+def rnn_gradients(model, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """dL/dW_ph [K, n] and dL/dW_hh [n, n] of a ``VanillaRNN`` for the batch (x [B, T], y [B]).
+
+    L is the mean cross-entropy of the last step over the batch, as ``F.cross_entropy`` computes
+    it. Compute the forward pass yourself, keeping every hidden state, then go backwards through
+    time. Use only tensor algebra (no ``backward``, no ``torch.autograd``).
+    """
+    from .models import as_sequence
+    x = as_sequence(x, model.input_dim)
+    W_hx, W_hh, b_h, W_ph, b_p = (p.detach() for p in (model.W_hx, model.W_hh, model.b_h, model.W_ph, model.b_p))
+    raise NotImplementedError("Question 1.1: implement rnn_gradients (forward pass, then backpropagation through time)")

@@ -1,0 +1,1 @@
+"""Part 1: vanilla RNN versus LSTM on palindrome memorisation."""
