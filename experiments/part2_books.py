@@ -1,0 +1,173 @@
+"""Train the character LSTM on each of the three books and record what it learned (Part 2).
+
+    python -m experiments.part2_books                        # all three books, 10,000 steps each
+    python -m experiments.part2_books --books communist_manifesto --steps 2000 --out /tmp/p2
+
+For each book this writes, atomically, to ``--out`` (default ``data/part2``):
+
+- ``<book>.json``: the command, settings, seed, versions, device and wall time; the training loss
+  and accuracy (means over 50-step windows), the validation loss per character on a held-out block
+  of the text; the periodic samples (greedy from a random first character, Table 1, and at
+  temperatures 0.5, 1.0, 2.0, Table 2); for each temperature the negative log-likelihood of
+  200-character samples under the model and the share of their 8-grams that do not occur in the
+  book; and long continuations of book-appropriate prompts (Question 2.2).
+- ``<book>.pt``: the final weights and vocabulary (about 1 MB), for live generation in the book.
+
+Training runs through ``solutions.part2.train`` with its 2019 defaults; its run folders (checkpoints)
+go to ``runs/part2/books/`` (git-ignored), and ``--resume`` continues an interrupted run exactly.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from dataclasses import asdict
+from pathlib import Path
+
+import torch
+
+from solutions.common import atomic_write_json
+from solutions.part2.books import ROOT, resolve_text
+from solutions.part2.dataset import encode, read_text
+from solutions.part2.sampling import random_first_characters, sample_text
+from solutions.part2.train import Config, char_nll, environment, load_model, resume, save_model, train
+
+BOOKS = ["communist_manifesto", "sherlock_holmes", "king_james_bible"]
+TEMPERATURES = [0.0, 0.5, 1.0, 2.0]
+NGRAM = 8
+PROMPTS = {  # book-appropriate beginnings for Question 2.2
+    "communist_manifesto": ["The history of all hitherto existing society", "The bourgeoisie has", "Workers of"],
+    "sherlock_holmes": ['"My dear Watson," said he', "Sherlock Holmes", "It was a dark"],
+    "king_james_bible": ["In the beginning God", "And the LORD said unto Moses,", "3:16 For God so loved"],
+}
+
+
+def ngrams(text: str, n: int = NGRAM) -> list[str]:
+    return [text[i:i + n] for i in range(len(text) - n + 1)]
+
+
+def novelty(texts: list[str], book: str, n: int = NGRAM) -> float:
+    """The share of the n-grams of ``texts`` (counted with repeats) that occur nowhere in ``book``."""
+    grams = [g for t in texts for g in ngrams(t, n)]
+    seen = {g: g in book for g in set(grams)}
+    return sum(not seen[g] for g in grams) / len(grams)
+
+
+def temperature_study(model, vocab, text: str, seed: int, n: int = 32, length: int = 200) -> list[dict]:
+    """For each temperature: NLL per character of n samples under the model (tau = 1) and novelty."""
+    rows = []
+    for temperature in TEMPERATURES:
+        gen = torch.Generator().manual_seed(seed)
+        first = random_first_characters(vocab, n, gen)
+        texts = sample_text(model, vocab, first, length - 1, temperature, gen)
+        ids = torch.stack([encode(vocab, t) for t in texts])
+        nll = char_nll(model, ids)  # (n, length - 1), the state carried from the first character
+        rows.append({"temperature": temperature, "samples": n, "length": length,
+                     "nll_per_char": round(nll.mean().item(), 4),
+                     "novel_8gram_share": round(novelty(texts, text), 4),
+                     "distinct_8gram_share": round(len(set(g for t in texts for g in ngrams(t))) /
+                                                   sum(len(ngrams(t)) for t in texts), 4),
+                     "examples": texts[:4]})
+    return rows
+
+
+def heldout_reference(text: str, span: tuple[int, int], seed: int, k: int = 2000) -> float:
+    """Novelty of real unseen text: the share of k random 8-grams of the held-out block absent from the rest."""
+    a, b = span
+    rest = text[:a] + "\0" + text[b:]
+    gen = torch.Generator().manual_seed(seed)
+    starts = torch.randint(a, b - NGRAM + 1, (k,), generator=gen).tolist()
+    return round(sum(text[s:s + NGRAM] not in rest for s in starts) / k, 4)
+
+
+def continuations(model, vocab, prompts: list[str], seed: int, length: int = 600) -> list[dict]:
+    out = []
+    for temperature in (0.0, 0.5):
+        for prompt in prompts:
+            gen = torch.Generator().manual_seed(seed)
+            (txt,) = sample_text(model, vocab, [prompt], length, temperature, gen)
+            out.append({"prompt": prompt, "temperature": temperature, "text": txt})
+    return out
+
+
+def windows(values: list[float], size: int = 50) -> list[float]:
+    return [round(sum(values[i:i + size]) / len(values[i:i + size]), 4) for i in range(0, len(values), size)]
+
+
+def run_book(book: str, args) -> dict:
+    run_dir = Path(args.runs) / book
+    config = Config(book=book, steps=args.steps, seed=args.seed, device=args.device, sample_every=args.sample_every,
+                    eval_every=args.eval_every, checkpoint_every=1000, out=str(run_dir), mirror=args.mirror,
+                    progress=not args.no_progress)
+    tic = time.perf_counter()
+    if args.resume and (run_dir / "checkpoint.pt").exists():
+        history = resume(config)
+    else:
+        history = train(config)
+    train_wall = history["wall_time_s"]
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    model_path = out / f"{book}.pt"
+    model = load_model_from_run(run_dir, config, history["vocab"], model_path)
+    vocab = history["vocab"]
+    text = read_text(resolve_text(book, mirror=args.mirror))
+    study = temperature_study(model, vocab, text, args.seed + 2)
+    result = {
+        "command": "python -m experiments.part2_books " + " ".join(sys.argv[1:]),
+        "book": book, "settings": asdict(config), "seed": args.seed, "environment": environment(),
+        "device": args.device, "wall_time_s": {"training": round(train_wall, 1),
+                                               "total": round(time.perf_counter() - tic + 0.0, 1)},
+        "note": "wall_time_s.total excludes training already done before a --resume",
+        "chars": history["chars"], "vocab": vocab, "valid_span": history["valid_span"],
+        "curve": {"window": 50, "step": [min(s + 49, args.steps) for s in range(1, args.steps + 1, 50)],
+                  "loss": windows(history["loss"]), "accuracy": windows(history["accuracy"])},
+        "final_train_loss": round(sum(history["loss"][-500:]) / len(history["loss"][-500:]), 4),
+        "final_train_accuracy": round(sum(history["accuracy"][-500:]) / len(history["accuracy"][-500:]), 4),
+        "eval": history["eval"],
+        "final_valid_loss": history["eval"][-1]["valid_loss"],
+        "samples": history["samples"],
+        "temperature_study": study,
+        "heldout_novel_8gram_share": heldout_reference(text, tuple(history["valid_span"]), args.seed),
+        "continuations": continuations(model, vocab, PROMPTS.get(book, ["The "]), args.seed + 3),
+        "model_file": model_path.name,
+    }
+    path = out / f"{book}.json"
+    atomic_write_json(path, result)
+    print(f"{book}: train loss {result['final_train_loss']}, valid loss {result['final_valid_loss']}, "
+          f"{train_wall:.0f} s of training; wrote {path}", flush=True)
+    return result
+
+
+def load_model_from_run(run_dir: Path, config: Config, vocab: list[str], model_path: Path):
+    """Save the run's final weights as a small model file and load them back for the analysis."""
+    saved = torch.load(run_dir / "checkpoint.pt", map_location="cpu", weights_only=False)
+    from solutions.part2.model import TextGenerationModel
+    model = TextGenerationModel(len(vocab), config.hidden, config.num_layers, config.dropout)
+    model.load_state_dict(saved["model"])
+    save_model(model, vocab, config, model_path)
+    return load_model(model_path)[0]
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--books", nargs="+", default=BOOKS)
+    parser.add_argument("--steps", type=int, default=10000)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--sample_every", type=int, default=1000)
+    parser.add_argument("--eval_every", type=int, default=500)
+    parser.add_argument("--out", default=str(ROOT / "data" / "part2"))
+    parser.add_argument("--runs", default=str(ROOT / "runs" / "part2" / "books"))
+    parser.add_argument("--mirror", default=None)
+    parser.add_argument("--resume", action="store_true", help="continue runs from their checkpoints")
+    parser.add_argument("--no-progress", action="store_true")
+    args = parser.parse_args(argv)
+    torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", torch.get_num_threads())))
+    for book in args.books:
+        run_book(book, args)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
