@@ -1,0 +1,26 @@
+"""A full-batch training loop shared by the Part 3 examples (the graphs are small)."""
+from __future__ import annotations
+
+from typing import Callable
+
+import torch
+from torch import Tensor, nn
+
+
+def fit(model: nn.Module, loss_fn: Callable[[], Tensor], steps: int, lr: float = 0.01,
+        weight_decay: float = 0.0) -> list[float]:
+    """Minimise ``loss_fn()`` (a closure that runs the model on the whole data set) with Adam for
+    ``steps`` full-batch steps; the model is left in eval mode. Returns the loss of every step."""
+    if steps < 1:
+        raise ValueError(f"steps must be >= 1, got {steps}")
+    optimiser = torch.optim.Adam(model.parameters(), lr=lr, weight_decay=weight_decay)
+    model.train()
+    losses = []
+    for _ in range(steps):
+        optimiser.zero_grad()
+        loss = loss_fn()
+        loss.backward()
+        optimiser.step()
+        losses.append(loss.item())
+    model.eval()
+    return losses
