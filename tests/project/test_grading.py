@@ -43,6 +43,7 @@ def test_stripper_replaces_regions_and_rejects_malformed_ones():
             strip_solutions(bad)
 
 
+@pytest.mark.timeout(1800)  # runs the graded suite in a child process
 def test_solutions_earn_every_point(tmp_path):
     report = grade("solutions", tmp_path / "results.json")
     failed = [t["name"] + "\n" + t["output"] for t in report["tests"] if t["status"] != "passed"]
@@ -54,6 +55,7 @@ def test_solutions_earn_every_point(tmp_path):
         assert set(test) >= {"name", "number", "score", "max_score", "status", "output", "visibility"}
 
 
+@pytest.mark.timeout(1800)  # runs the graded suite in a child process
 def test_pristine_stubs_earn_nothing(tmp_path):
     """Every graded test fails on freshly generated stubs, and fails because of a stub."""
     build(ROOT / "solutions", tmp_path / "assignment")
@@ -66,6 +68,7 @@ def test_pristine_stubs_earn_nothing(tmp_path):
     assert not wrong_reason, f"these tests fail on the stubs for another reason than a stub: {wrong_reason}"
 
 
+@pytest.mark.timeout(1800)  # runs the graded suite in a child process
 def test_a_broken_submission_cannot_break_the_report(tmp_path):
     """An import that exits, an endless loop and noise on stderr cost only the tests they touch."""
     package = tmp_path / "assignment"
