@@ -1,0 +1,192 @@
+"""The student edition: built once per session, searched for every marked solution, and its
+public tests run from the release itself and fail only on the stubs."""
+from __future__ import annotations
+
+import html
+import json
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tools.make_assignment import BEGIN as CODE_BEGIN, END as CODE_END
+from tools.release import SolutionMarkerError, strip_book, strip_markdown, strip_notebook
+
+ROOT = Path(__file__).resolve().parents[2]
+WINDOW = 8  # words in a row that identify a sentence of a solution
+
+
+@pytest.fixture(scope="module")
+def release(tmp_path_factory):
+    out = tmp_path_factory.mktemp("release") / "student"
+    subprocess.run([sys.executable, "-m", "tools.release", "--out", str(out)], cwd=ROOT, check=True,
+                   capture_output=True, text=True, timeout=900, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    return out
+
+
+@pytest.fixture(scope="module")
+def instructor_html(tmp_path_factory):
+    """The instructor's edition, the plain `jupyter-book build book/`, as a control for the search."""
+    out = tmp_path_factory.mktemp("instructor")
+    subprocess.run([str(Path(sys.executable).with_name("jupyter-book")), "build", "book/", "--path-output", str(out),
+                    "--keep-going"], cwd=ROOT, check=True, capture_output=True, text=True, timeout=900)
+    return out / "_build" / "html"
+
+
+def words(text: str) -> str:
+    """Lower-case words and numbers separated by single spaces: Markdown, HTML and LaTeX agree on these."""
+    return " " + " ".join(re.findall(r"[a-z0-9]+", text.lower())) + " "
+
+
+def page_text(path: Path) -> str:
+    text = path.read_text(encoding="utf-8", errors="replace")
+    if path.suffix == ".html":
+        text = html.unescape(re.sub(r"<[^>]+>", " ", re.sub(r"(?s)<(script|style)\b.*?</\1>", " ", text)))
+    return text
+
+
+def windows(text: str) -> set[str]:
+    """Every run of WINDOW words of each line (lines are where Markdown and code keep their words together)."""
+    found = set()
+    for line in text.splitlines():
+        tokens = words(line).split()
+        found |= {" " + " ".join(tokens[i:i + WINDOW]) + " " for i in range(len(tokens) - WINDOW + 1)}
+    return found
+
+
+def book_solutions() -> list[str]:
+    """The text of every solution cell and Markdown solution block of the instructor's book."""
+    texts = []
+    for path in sorted((ROOT / "book").rglob("*.ipynb")):
+        texts += strip_notebook(json.loads(path.read_text()), str(path))[1]
+        for cell in json.loads(path.read_text())["cells"]:  # independently of the stripper: the tags
+            if "solution" in cell.get("metadata", {}).get("tags", []):
+                texts.append("".join(cell["source"]))
+    for path in sorted((ROOT / "book").rglob("*.md")):
+        texts += strip_markdown(path.read_text(), str(path))[1]
+    return texts
+
+
+def book_kept_text() -> str:
+    """The words the instructor's book shows outside its solutions (an answer may quote them)."""
+    parts = []
+    for path in sorted((ROOT / "book").rglob("*.ipynb")):
+        for cell in json.loads(path.read_text())["cells"]:
+            if "solution" in cell.get("metadata", {}).get("tags", []):
+                continue
+            parts.append(strip_markdown("".join(cell["source"]))[0] if cell["cell_type"] == "markdown"
+                         else "".join(cell["source"]))
+            for output in cell.get("outputs", []):
+                parts.append(json.dumps(output.get("text", "")) + json.dumps(output.get("data", {}).get("text/plain", "")))
+    for path in sorted((ROOT / "book").rglob("*.md")):
+        parts.append(strip_markdown(path.read_text())[0])
+    return words("\n".join(parts))
+
+
+def code_solutions() -> list[str]:
+    """Identifying pieces of the solution regions of solutions/: every line of 40 characters or more
+    and every two consecutive lines, less what also stands outside a region (public anyway)."""
+    pieces, public = [], set()
+    for path in sorted((ROOT / "solutions").rglob("*.py")):
+        inside, region = False, []
+        for line in path.read_text().splitlines():
+            flat = " ".join(line.split())
+            if CODE_BEGIN.match(line):
+                inside, region = True, []
+            elif CODE_END.match(line):
+                inside = False
+                pieces += [a for a in region if len(a) >= 40]
+                pieces += [f"{a} {b}" for a, b in zip(region, region[1:]) if len(a + b) >= 30]
+            elif inside:
+                if flat and not flat.startswith("#"):
+                    region.append(flat)
+            else:
+                public.add(flat)
+    return [p for p in pieces if p not in public]
+
+
+def released_texts(release: Path) -> dict[str, str]:
+    return {str(p.relative_to(release)): page_text(p) for p in sorted(release.rglob("*"))
+            if p.is_file() and p.suffix in {".py", ".md", ".ipynb", ".html", ".txt", ".json", ".ini", ".js"}}
+
+
+def test_release_has_the_public_parts_only(release):
+    for needed in ["README.md", "Makefile", "requirements.txt", "pytest.ini", "assignment/__init__.py",
+                   "assignment/part1/models.py", "tests/conftest.py", "tests/grading.py", "tests/graded/test_part1.py",
+                   "data/books.json", "book/index.html", "book/part1/1_1_gradients.html"]:
+        assert (release / needed).is_file(), needed
+    for absent in ["solutions", "tests/hidden", "tests/project", "experiments", "tools", "data/part2"]:
+        assert not (release / absent).exists(), f"{absent} must not be released"
+    assert (release / "requirements.txt").read_bytes() == (ROOT / "requirements.txt").read_bytes()
+
+
+def test_no_marked_solution_reaches_the_release(release, instructor_html):
+    texts = released_texts(release)
+    flat_code = {name: " ".join(text.split()) for name, text in texts.items()}
+    leaks = [f"{line!r} in {name}" for line in code_solutions() for name, text in flat_code.items() if line in text]
+    assert not leaks, "solution code in the student release:\n" + "\n".join(leaks[:20])
+
+    solutions = book_solutions()
+    assert solutions, "the book marks no solution: nothing to check"
+    pages = {name: words(text) for name, text in texts.items() if name.startswith("book/")}
+    kept = book_kept_text()
+    unique = {window for text in solutions for window in windows(text) if window not in kept}
+    leaks = [f"{window.strip()!r} in {name}" for window in unique for name, page in pages.items() if window in page]
+    assert not leaks, "solution text in the student book:\n" + "\n".join(sorted(set(leaks))[:20])
+
+    # Control: the same search finds the text the book keeps, so a miss above is not a blind search.
+    intro = (ROOT / "book" / "intro.md").read_text()
+    assert any(window in pages["book/intro.html"] for window in windows(intro))
+    assert len(unique) > 100, "too few words unique to the solutions to make this search meaningful"
+    instructor = words(" ".join(page_text(p) for p in instructor_html.rglob("*.html")))
+    shown = sum(window in instructor for window in unique)
+    assert shown >= 0.8 * len(unique), f"the search finds only {shown} of {len(unique)} solution phrases in the instructor's book"
+
+
+def test_only_marked_cells_are_removed():
+    """The stripper deletes the solution cells and nothing else; the instructor's book keeps them all."""
+    for path in sorted((ROOT / "book").rglob("*.ipynb")):
+        notebook = json.loads(path.read_text())
+        stripped, _ = strip_notebook(notebook, str(path))
+        kept = [c for c in notebook["cells"] if "solution" not in c.get("metadata", {}).get("tags", [])]
+        assert len(stripped["cells"]) == len(kept), path
+        for before, after in zip(kept, stripped["cells"]):
+            if before["cell_type"] == "code":
+                assert after["outputs"] == before["outputs"], path
+
+
+def test_release_tests_fail_only_on_the_stubs(release, tmp_path):
+    """The public suite runs from the release alone (no solutions/ to fall back on) and fails only on stubs."""
+    done = subprocess.run([sys.executable, "-m", "pytest", "tests/graded", "-q", "-p", "no:cacheprovider",
+                           f"--results={tmp_path / 'results.json'}"], cwd=release, capture_output=True, text=True,
+                          timeout=900, env={**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": ""})
+    assert done.returncode == 1, done.stdout[-3000:] + done.stderr[-3000:]  # 1: tests failed; not a usage error
+    report = json.loads((tmp_path / "results.json").read_text())
+    assert report["tests"] and report["score"] == 0
+    wrong = [t["name"] for t in report["tests"] if t["status"] != "failed" or "NotImplementedError" not in t["output"]]
+    assert not wrong, f"these fail for another reason than a stub's NotImplementedError: {wrong}"
+
+
+def test_markdown_solution_blocks(tmp_path):
+    text = ("Question.\n<!-- BEGIN SOLUTION -->\nThe answer is 42.\n<!-- END SOLUTION -->\nNext.\n"
+            "::::{admonition} Answer\n:class: tip solution\n\nInside.\n:::{note}\nnested\n:::\nstill inside\n::::\n"
+            ":::{admonition} A hint\n:class: tip\nkept\n:::\n")
+    stripped, removed = strip_markdown(text)
+    assert stripped == "Question.\nNext.\n:::{admonition} A hint\n:class: tip\nkept\n:::\n"
+    assert len(removed) == 2 and "42" in removed[0] and "still inside" in removed[1]
+    for bad in ["<!-- BEGIN SOLUTION -->\nx\n", "x\n<!-- END SOLUTION -->\n", ":::{admonition} A\n:class: solution\nx\n"]:
+        with pytest.raises(SolutionMarkerError):
+            strip_markdown(bad)
+    notebook = {"cells": [
+        {"cell_type": "code", "metadata": {"tags": ["solution"]}, "source": "answer = 42", "outputs": []},
+        {"cell_type": "code", "metadata": {}, "source": "from solutions.part1.models import LSTM", "outputs": []},
+        {"cell_type": "markdown", "metadata": {}, "source": "Q\n<!-- BEGIN SOLUTION -->\nA\n<!-- END SOLUTION -->\n"}]}
+    stripped_nb, removed = strip_notebook(notebook)
+    assert [c["source"] for c in stripped_nb["cells"]] == ["from assignment.part1.models import LSTM", "Q\n"]
+    assert removed == ["answer = 42", "A\n"] and notebook["cells"][0]["source"] == "answer = 42"
+    (tmp_path / "page.md").write_text(text)
+    (tmp_path / "nb.ipynb").write_text(json.dumps(notebook))
+    assert len(strip_book(tmp_path)) == 4
