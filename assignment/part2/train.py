@@ -17,7 +17,6 @@ the checkpoint and gives exactly the numbers an uninterrupted run with the same 
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import sys
@@ -27,7 +26,7 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
-from tqdm.auto import tqdm
+from tqdm import tqdm
 
 from ..common import atomic_torch_save, atomic_write_json, resolve_device
 from .books import ROOT, resolve_text

@@ -20,9 +20,12 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import warnings
 from pathlib import Path
 
-import pooch
+with warnings.catch_warnings():  # pooch imports tqdm.auto, which warns in Jupyter when ipywidgets is missing
+    warnings.filterwarnings("ignore", message="IProgress not found")
+    import pooch
 
 ROOT = Path(__file__).resolve().parents[2]
 MANIFEST = ROOT / "data" / "books.json"
