@@ -1,0 +1,153 @@
+"""How fast is the batched sweep? Per-step times of separate runs and of the batched trainer.
+
+    OMP_NUM_THREADS=1 python -m experiments.part1_benchmark --threads 1 --out data/part1/benchmark_cpu.json
+
+For each model (RNN, LSTM) and all input lengths at once (default 5-20, one seed, the 2019 sizes),
+prints in one run:
+
+* the time of one training step of all lengths as separate runs (``solutions.part1.train.train_step``
+  on each reference model in turn, the sum over lengths);
+* the time of one step of the batched trainer (``experiments.part1_sweep``) that skips padding,
+  with the masked update over padding instead, and (``--compile``) under torch.compile;
+* their ratio, and the achieved GFLOP/s: the matrix-product FLOPs of forward and backward over
+  the step time;
+* the machine's own batched-matrix-product rate on the shape of the recurrent product of that
+  step, [M, B, H] @ [M, H, G*H] (G = 1 for the RNN, 4 for the LSTM).
+
+FLOPs are counted for the products only: the forward does 2 B (d + H) G H per model and time step
+(input and recurrent products) plus 2 B H K for the output layer; the backward twice that (the
+gradients with respect to the inputs and to the weights). The elementwise work (gates, loss,
+clipping, RMSprop) is not counted, so the GFLOP/s slightly understate the real work.
+"""
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+from pathlib import Path
+
+import torch
+
+from solutions.common import atomic_write_json, provenance, resolve_device, seed_everything
+from solutions.part1.models import MODELS
+from solutions.part1.palindrome import NUM_CLASSES, palindrome_batch
+from solutions.part1.train import train_step
+
+from .part1_sweep import GATES, BatchedTrainer, batch_of_all, initial_models, model_slots, parse_lengths
+
+
+def sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def median_time(fn, device: torch.device, warmup: int, repeats: int) -> float:
+    """Median wall time of fn() in seconds, after warm-up, synchronising the device around each call."""
+    for _ in range(warmup):
+        fn()
+    times = []
+    for _ in range(repeats):
+        sync(device)
+        t0 = time.perf_counter()
+        fn()
+        sync(device)
+        times.append(time.perf_counter() - t0)
+    return statistics.median(times)
+
+
+def step_flops(kind: str, lengths: list[int], batch: int, hidden: int, input_dim: int = 1) -> float:
+    """Matrix-product FLOPs of one forward and backward pass of all models (see the module doc)."""
+    gh = len(GATES[kind]) * hidden
+    forward = sum(2 * batch * (input_dim + hidden) * gh * t + 2 * batch * hidden * NUM_CLASSES for t in lengths)
+    return 3.0 * forward
+
+
+def matmul_rate(m: int, batch: int, hidden: int, gh: int, device: torch.device, repeats: int) -> float:
+    """Measured GFLOP/s of torch.bmm on [m, batch, hidden] @ [m, hidden, gh], random float32 data."""
+    g = torch.Generator().manual_seed(0)
+    a = torch.randn(m, batch, hidden, generator=g).to(device)
+    b = torch.randn(m, hidden, gh, generator=g).to(device)
+    out = torch.empty(m, batch, gh, device=device)
+    inner = 20 if device.type == "cpu" else 200
+
+    def run():
+        for _ in range(inner):
+            torch.bmm(a, b, out=out)
+    return 2.0 * m * batch * hidden * gh * inner / median_time(run, device, 2, repeats) / 1e9
+
+
+def benchmark_model(kind: str, lengths: list[int], seeds: list[int], hidden: int, batch: int, device: torch.device,
+                    warmup: int, repeats: int, compile: bool, separate: bool) -> dict:
+    slots = model_slots(lengths, seeds)
+    flops = step_flops(kind, [t for t, _ in slots], batch, hidden)
+    generators = [torch.Generator().manual_seed(s) for _, s in slots]
+    x, y = batch_of_all(slots, generators, batch, False, torch.float32, device)
+    row = {"model": kind, "models": len(slots), "gflop_per_step": round(flops / 1e9, 3)}
+
+    if separate:  # one reference model per slot, each with its own optimiser, as train() runs them
+        nets = []
+        for t, s in slots:
+            seed_everything(s)
+            net = MODELS[kind](num_hidden=hidden).to(device)
+            xb, yb = palindrome_batch(batch, t, torch.Generator().manual_seed(s))
+            nets.append((net, torch.optim.RMSprop(net.parameters(), lr=1e-3), xb.to(device), yb.to(device)))
+        row["separate_s"] = sum(median_time(lambda n=n: train_step(n[0], n[1], n[2], n[3], 10.0), device, warmup,
+                                            repeats) for n in nets)
+    variants = {"batched_s": dict(skip_padding=True), "batched_masked_s": dict(skip_padding=False)}
+    if compile:
+        variants["batched_compiled_s"] = dict(skip_padding=True, compile=True)
+    for name, options in variants.items():
+        trainer = BatchedTrainer(initial_models(kind, slots, 1, hidden).to(device), **options)
+        row[name] = median_time(lambda: trainer.step(x, y), device, warmup + (2 if options.get("compile") else 0),
+                                repeats)
+    best = min(row[k] for k in variants)
+    row["best_batched"] = min(variants, key=row.get)
+    row["achieved_gflops"] = round(flops / best / 1e9, 1)
+    row["matmul_gflops"] = round(matmul_rate(len(slots), batch, hidden, len(GATES[kind]) * hidden, device, repeats), 1)
+    row["share_of_matmul_rate"] = round(row["achieved_gflops"] / row["matmul_gflops"], 3)
+    if separate:
+        row["speedup_vs_separate"] = round(row["separate_s"] / best, 2)
+    for k in [*variants, "separate_s"]:
+        if k in row:
+            row[k] = round(row[k], 5)
+    return row
+
+
+def main(argv: list[str] | None = None) -> dict:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--models", nargs="+", choices=sorted(MODELS), default=["rnn", "lstm"])
+    p.add_argument("--input-lengths", nargs="+", default=["5-20"])
+    p.add_argument("--seeds", nargs="+", type=int, default=[0], help="one slot per (length, seed)")
+    p.add_argument("--num-hidden", type=int, default=128)
+    p.add_argument("--batch-size", type=int, default=128)
+    p.add_argument("--warmup", type=int, default=2)
+    p.add_argument("--repeats", type=int, default=5)
+    p.add_argument("--compile", action="store_true", help="also time the batched step under torch.compile")
+    p.add_argument("--no-separate", action="store_true", help="skip the separate runs (slow)")
+    p.add_argument("--device", default="auto")
+    p.add_argument("--threads", type=int, default=None, help="torch.set_num_threads (record it!)")
+    p.add_argument("--out", type=Path, default=None, help="write the numbers and their provenance here (JSON)")
+    args = p.parse_args(argv)
+    if args.threads is not None:
+        torch.set_num_threads(args.threads)
+    started = time.perf_counter()
+    device = resolve_device(args.device)
+    lengths = parse_lengths(args.input_lengths)
+    rows = [benchmark_model(kind, lengths, args.seeds, args.num_hidden, args.batch_size, device, args.warmup,
+                            args.repeats, args.compile, not args.no_separate) for kind in args.models]
+    header = ("model", "models", "gflop_per_step", "separate_s", "batched_s", "batched_masked_s",
+              "batched_compiled_s", "speedup_vs_separate", "achieved_gflops", "matmul_gflops", "share_of_matmul_rate")
+    print(f"device {device}, torch threads {torch.get_num_threads()}; seconds per training step of all models")
+    print(" ".join(f"{h:>12.12}" for h in header))
+    for row in rows:
+        print(" ".join(f"{str(row.get(h, '-')):>12.12}" for h in header))
+    record = {**provenance({k: v for k, v in vars(args).items() if k != "out"} | {"input_lengths": lengths}, started),
+              "device": str(device), "rows": rows}
+    if args.out is not None:
+        atomic_write_json(args.out, record)
+        print(f"wrote {args.out}")
+    return record
+
+
+if __name__ == "__main__":
+    main()

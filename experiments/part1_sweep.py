@@ -1,0 +1,393 @@
+"""Accuracy against input length: train every (model, input_length, seed) of Part 1 at once.
+
+    python -m experiments.part1_sweep --models rnn lstm --input-lengths 5-20 --seeds 0 1 2 \\
+        --steps 10000 --device auto --out data/part1/sweep
+
+Thirty-two separate 10,000-step runs (two models, input lengths 5 to 20) take about an hour per seed
+on a small CPU with ``solutions.part1.train``. Here the M models of one kind (all lengths, all seeds)
+are trained together, and each one is exactly the model that a separate ``train()`` run would train:
+
+* **Stacked weights.** Every weight gets a leading model dimension, so ``W_hh`` of all models is one
+  tensor [M, H, H] and a time step of all models is one batched product (``torch.baddbmm``). The
+  LSTM keeps its four gates (g, i, f, o, in that order) in one [M, 4H, H] tensor: one product per
+  step instead of four.
+* **Left padding without wasted work.** A model of input length T reads the last T of the
+  T_max steps; its hidden state stays at its zero start while its sequence has not begun. This is
+  the masked update h_t = m_t cell(h_{t-1}, x_t) + (1 - m_t) h_{t-1} with m_t = 0 on padding, but
+  computed without the padding: the models are ordered by length, longest first, so at step t the
+  models already running are a prefix of the model dimension, and only that prefix is computed
+  (the hidden state grows by zero rows when shorter models start). ``skip_padding=False`` computes
+  the masked update over every model instead (slower; kept for the benchmark and the test).
+* **Per-model clipping, one optimiser.** The loss is the sum of the models' mean cross-entropies,
+  so each model's gradient is its own. Each model's gradient is scaled by
+  min(1, max_norm / (its global norm + 1e-6)), the rule of ``clip_grad_norm_``, with the norm taken
+  over all of that model's parameter slices. RMSprop is element-wise (its running average, alpha
+  and eps act on each element alone), so one ``torch.optim.RMSprop`` over the stacked tensors takes
+  the same steps as one optimiser per model.
+* **The same data and the same start.** Model (T, seed) draws its training batches from its own
+  generator seeded with ``seed`` (the batches of ``palindrome_stream(T, batch_size, seed)``), is
+  evaluated on the first ``eval_batches`` batches of the stream seeded ``seed +
+  HELD_OUT_SEED_OFFSET``, and starts from the weights of ``MODELS[kind](...)`` made right after
+  ``seed_everything(seed)``: the same as ``solutions.part1.train.train``.
+
+``tests/project/test_part1_sweep.py`` checks in float64 that losses, clipped gradients and weights
+equal those of separately trained reference models, and that a killed sweep resumes to the same
+result. Results go to ``<out>/<model>.json`` (every curve, every setting, versions, wall time,
+device), written atomically at every checkpoint and at the end; ``<out>/<model>.ckpt.pt`` holds the
+checkpoint from which a rerun of the same command resumes.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from tqdm.auto import tqdm
+
+from solutions.common import atomic_torch_save, atomic_write_bytes, provenance, resolve_device, seed_everything
+from solutions.part1.models import MODELS
+from solutions.part1.palindrome import NUM_CLASSES, palindrome_batch
+from solutions.part1.train import HELD_OUT_SEED_OFFSET
+
+GATES = {"rnn": ("h",), "lstm": ("g", "i", "f", "o")}  # gate order of the stacked weights
+
+
+class StackedModels(nn.Module):
+    """M independent VanillaRNNs or LSTMs, weights stacked on a leading model dimension.
+
+    With G gates (1 for the RNN, 4 for the LSTM), H hidden units, d inputs and K classes:
+    ``W_x`` [M, G*H, d], ``W_h`` [M, G*H, H], ``b`` [M, G*H], ``W_ph`` [M, K, H], ``b_p`` [M, K].
+    ``lengths`` [M] are the models' input lengths, longest first.
+    """
+
+    def __init__(self, kind: str, lengths: list[int], input_dim: int = 1, num_hidden: int = 128,
+                 num_classes: int = NUM_CLASSES, dtype: torch.dtype = torch.float32):
+        super().__init__()
+        if kind not in GATES:
+            raise ValueError(f"kind must be one of {sorted(GATES)}, got {kind!r}")
+        lengths = [int(t) for t in lengths]
+        if not lengths or min(lengths) < 1:
+            raise ValueError(f"lengths must be a non-empty list of positive input lengths, got {lengths}")
+        if lengths != sorted(lengths, reverse=True):
+            raise ValueError(f"lengths must be ordered longest first (the active models form a prefix), got {lengths}")
+        self.kind, self.lengths = kind, lengths
+        self.input_dim, self.num_hidden, self.num_classes = input_dim, num_hidden, num_classes
+        m, gh = len(lengths), len(GATES[kind]) * num_hidden
+        self.W_x = nn.Parameter(torch.zeros(m, gh, input_dim, dtype=dtype))
+        self.W_h = nn.Parameter(torch.zeros(m, gh, num_hidden, dtype=dtype))
+        self.b = nn.Parameter(torch.zeros(m, gh, dtype=dtype))
+        self.W_ph = nn.Parameter(torch.zeros(m, num_classes, num_hidden, dtype=dtype))
+        self.b_p = nn.Parameter(torch.zeros(m, num_classes, dtype=dtype))
+        t_max = lengths[0]
+        # active[t]: how many models have started at step t (0-based) of the T_max steps
+        self.active = [sum(length >= t_max - t for length in lengths) for t in range(t_max)]
+
+    # --- the map between the stacked tensors and the reference models' parameters ---------------
+    def _slices(self) -> dict[str, tuple[str, slice]]:
+        """Reference parameter name -> (stacked tensor, slice of its second dimension)."""
+        h, names = self.num_hidden, {}
+        if self.kind == "rnn":
+            names = {"W_hx": ("W_x", slice(0, h)), "W_hh": ("W_h", slice(0, h)), "b_h": ("b", slice(0, h))}
+        else:
+            for j, z in enumerate(GATES["lstm"]):
+                part = slice(j * h, (j + 1) * h)
+                names.update({f"W_{z}x": ("W_x", part), f"W_{z}h": ("W_h", part), f"b_{z}": ("b", part)})
+        return {**names, "W_ph": ("W_ph", slice(None)), "b_p": ("b_p", slice(None))}
+
+    def reference_tensors(self, m: int, grad: bool = False) -> dict[str, torch.Tensor]:
+        """Model m's parameters (or, with ``grad=True``, their gradients) under the reference names."""
+        out = {}
+        for name, (stacked, part) in self._slices().items():
+            tensor = getattr(self, stacked)
+            tensor = tensor.grad if grad else tensor.detach()
+            out[name] = tensor[m, part].clone()
+        return out
+
+    @torch.no_grad()
+    def load_reference(self, m: int, model: nn.Module) -> None:
+        """Copy a reference model's parameters (``VanillaRNN`` or ``LSTM``) into slot m."""
+        params = dict(model.named_parameters())
+        if set(params) != set(self._slices()):
+            raise ValueError(f"a {self.kind} needs parameters {sorted(self._slices())}, got {sorted(params)}")
+        for name, (stacked, part) in self._slices().items():
+            getattr(self, stacked)[m, part] = params[name].detach().to(getattr(self, stacked).dtype)
+
+    # --- the forward pass ---------------------------------------------------------------------
+    def cell(self, pre: torch.Tensor, c: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Gate pre-activations [k, B, G*H] (and the LSTM's cell state [k, B, H]) -> new (h, c)."""
+        if self.kind == "rnn":
+            return torch.tanh(pre), None
+        h = self.num_hidden
+        g = torch.tanh(pre[..., :h])
+        i, f, o = torch.sigmoid(pre[..., h:]).chunk(3, dim=-1)
+        c = g * i + c * f
+        return torch.tanh(c) * o, c
+
+    def forward(self, x: torch.Tensor, skip_padding: bool = True) -> torch.Tensor:
+        """x [M, B, T_max, d] (left-padded, see ``left_pad``) -> logits [M, B, K] of each model."""
+        m, batch, t_max = x.shape[:3]
+        if m != len(self.lengths) or t_max != self.lengths[0] or x.shape[3] != self.input_dim:
+            raise ValueError(f"expected input [M={len(self.lengths)}, B, T_max={self.lengths[0]}, "
+                             f"d={self.input_dim}], got {list(x.shape)}")
+        W_xT, W_hT = self.W_x.transpose(1, 2), self.W_h.transpose(1, 2)
+        b = self.b.unsqueeze(1)
+        zeros = x.new_zeros(m, batch, self.num_hidden)
+        k = m if not skip_padding else self.active[0]
+        h = zeros[:k]
+        c = zeros[:k] if self.kind == "lstm" else None
+        for t in range(t_max):
+            if skip_padding and self.active[t] > k:  # shorter models start: their zero state joins
+                new, k = self.active[t] - k, self.active[t]
+                h = torch.cat([h, zeros[:new]])
+                c = torch.cat([c, zeros[:new]]) if c is not None else None
+            pre = torch.baddbmm(torch.baddbmm(b[:k], x[:k, :, t], W_xT[:k]), h, W_hT[:k])
+            h_new, c_new = self.cell(pre, c)
+            if skip_padding:
+                h, c = h_new, c_new
+            else:  # the masked update: models whose sequence has not started keep their zero state
+                mask = x.new_tensor([float(length >= t_max - t) for length in self.lengths]).view(m, 1, 1)
+                h = mask * h_new + (1 - mask) * h
+                c = mask * c_new + (1 - mask) * c if c is not None else None
+        return torch.baddbmm(self.b_p.unsqueeze(1), h, self.W_ph.transpose(1, 2))
+
+
+def left_pad(batches: list[torch.Tensor], t_max: int, input_dim: int = 1) -> torch.Tensor:
+    """Inputs [B, T_m] (or [B, T_m, d]) of M models -> one tensor [M, B, T_max, d], zeros in front."""
+    first = batches[0]
+    out = first.new_zeros(len(batches), first.shape[0], t_max, input_dim)
+    for m, x in enumerate(batches):
+        out[m, :, t_max - x.shape[1]:] = x.reshape(x.shape[0], x.shape[1], input_dim)
+    return out
+
+
+def per_model_loss(logits: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """logits [M, B, K], targets [M, B] -> (mean cross-entropy [M], accuracy [M]) of each model."""
+    m, batch, k = logits.shape
+    losses = F.cross_entropy(logits.reshape(m * batch, k), y.reshape(m * batch), reduction="none").view(m, batch)
+    return losses.mean(1), (logits.argmax(-1) == y).to(logits.dtype).mean(1)
+
+
+@torch.no_grad()
+def clip_per_model_(params: list[torch.Tensor], max_norm: float) -> torch.Tensor:
+    """Scale each model's gradient (slice m of every stacked parameter) as clip_grad_norm_ would.
+
+    Returns the norms [M] before clipping.
+    """
+    grads = [p.grad for p in params]
+    norms = torch.stack([g.flatten(1).norm(dim=1) for g in grads]).norm(dim=0)
+    scale = (max_norm / (norms + 1e-6)).clamp(max=1.0)
+    for g in grads:
+        g.mul_(scale.view(-1, *[1] * (g.dim() - 1)))
+    return norms
+
+
+class BatchedTrainer:
+    """One training step of all stacked models: forward, per-model losses, backward, clip, RMSprop."""
+
+    def __init__(self, stack: StackedModels, learning_rate: float = 1e-3, max_norm: float = 10.0,
+                 skip_padding: bool = True, compile: bool = False):
+        self.stack, self.max_norm, self.skip_padding = stack, max_norm, skip_padding
+        self.optimizer = torch.optim.RMSprop(stack.parameters(), lr=learning_rate)
+        self.grad_norms = None  # each model's gradient norm before clipping, at the last step
+        forward = lambda x: stack(x, skip_padding=skip_padding)  # noqa: E731
+        self.forward = torch.compile(forward, dynamic=False) if compile else forward
+
+    def step(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """x [M, B, T_max, d], y [M, B] -> per-model training (loss, accuracy) [M] before the update."""
+        self.stack.train()
+        self.optimizer.zero_grad(set_to_none=True)
+        losses, accuracies = per_model_loss(self.forward(x), y)
+        losses.sum().backward()  # model m's parameters only reach loss m
+        self.grad_norms = clip_per_model_(list(self.stack.parameters()), self.max_norm)
+        self.optimizer.step()
+        return losses.detach(), accuracies
+
+    @torch.no_grad()
+    def evaluate(self, held_out: list[tuple[torch.Tensor, torch.Tensor]]) -> tuple[torch.Tensor, torch.Tensor]:
+        """Mean held-out (loss, accuracy) [M] over the batches, as ``solutions.part1.train.evaluate``."""
+        self.stack.eval()
+        results = [per_model_loss(self.forward(x), y) for x, y in held_out]
+        return tuple(torch.stack(r).mean(0) for r in zip(*results))
+
+
+# --- the sweep: data, checkpoints and results -------------------------------------------------------
+
+def parse_lengths(words: list[str]) -> list[int]:
+    """['5-20'] or ['5', '7', '9'] -> a sorted list of distinct input lengths."""
+    lengths = set()
+    for word in words:
+        try:
+            lo, _, hi = word.partition("-")
+            lengths.update(range(int(lo), int(hi or lo) + 1))
+        except ValueError:
+            raise ValueError(f"input lengths are integers or ranges like 5-20, got {word!r}") from None
+    if not lengths or min(lengths) < 1:
+        raise ValueError(f"input lengths must be positive, got {words}")
+    return sorted(lengths)
+
+
+def model_slots(input_lengths: list[int], seeds: list[int]) -> list[tuple[int, int]]:
+    """The (input_length, seed) of each stacked model, longest first."""
+    return [(t, s) for t in sorted(set(input_lengths), reverse=True) for s in sorted(set(seeds))]
+
+
+def initial_models(kind: str, slots: list[tuple[int, int]], input_dim: int, num_hidden: int,
+                   dtype: torch.dtype = torch.float32) -> StackedModels:
+    """A stack whose model (T, seed) starts from MODELS[kind](...) made just after seed_everything(seed)."""
+    stack = StackedModels(kind, [t for t, _ in slots], input_dim, num_hidden, NUM_CLASSES, dtype)
+    for m, (_, seed) in enumerate(slots):
+        seed_everything(seed)
+        stack.load_reference(m, MODELS[kind](input_dim=input_dim, num_hidden=num_hidden, num_classes=NUM_CLASSES))
+    return stack
+
+
+def batch_of_all(slots, generators, batch_size, one_hot, dtype, device):
+    """The next training batch of every model: x [M, B, T_max, d], y [M, B]."""
+    input_dim = NUM_CLASSES if one_hot else 1
+    xs, ys = zip(*(palindrome_batch(batch_size, t, g, one_hot) for (t, _), g in zip(slots, generators)))
+    return left_pad(list(xs), slots[0][0], input_dim).to(device, dtype), torch.stack(ys).to(device)
+
+
+def held_out_batches(slots, batch_size, eval_batches, one_hot, dtype, device):
+    """The held-out batches of every model: the first batches of its stream seeded seed + offset."""
+    generators = [torch.Generator().manual_seed(s + HELD_OUT_SEED_OFFSET) for _, s in slots]
+    return [batch_of_all(slots, generators, batch_size, one_hot, dtype, device) for _ in range(eval_batches)]
+
+
+def write_results(path: Path, record: dict) -> None:
+    """The result JSON, one run per line (compact curves, readable diffs), written atomically."""
+    head = json.dumps({k: v for k, v in record.items() if k != "runs"}, indent=1)[:-2]
+    runs = ",\n".join("  " + json.dumps(run, separators=(",", ":")) for run in record["runs"])
+    atomic_write_bytes(path, f'{head},\n "runs": [\n{runs}\n ]\n}}\n'.encode("utf-8"))
+
+
+def sweep(model: str = "rnn", input_lengths: list[int] = tuple(range(5, 21)), seeds: list[int] = (0,),
+          num_hidden: int = 128, batch_size: int = 128, learning_rate: float = 1e-3, train_steps: int = 10_000,
+          max_norm: float = 10.0, one_hot: bool = False, eval_every: int = 100, eval_batches: int = 4,
+          checkpoint_every: int = 500, device: str = "auto", compile: bool = False, out: str | Path = "data/part1/sweep",
+          progress: bool = True, stop_after: int | None = None) -> dict:
+    """Train every (input_length, seed) of one model kind at once; write and return the result record.
+
+    Resumes from ``<out>/<model>.ckpt.pt`` when it exists and was made with the same settings.
+    ``stop_after`` ends the run after that step as an interruption would (for tests).
+    """
+    started = time.perf_counter()
+    if model not in MODELS:
+        raise ValueError(f"model must be one of {sorted(MODELS)}, got {model!r}")
+    for name, value in (("train_steps", train_steps), ("eval_every", eval_every), ("eval_batches", eval_batches),
+                        ("checkpoint_every", checkpoint_every), ("batch_size", batch_size), ("num_hidden", num_hidden)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ValueError(f"{name} must be a positive integer, got {value!r}")
+    input_lengths, seeds = sorted(set(input_lengths)), sorted(set(seeds))
+    settings = {"model": model, "input_lengths": input_lengths, "seeds": seeds, "num_hidden": num_hidden,
+                "batch_size": batch_size, "learning_rate": learning_rate, "train_steps": train_steps,
+                "max_norm": max_norm, "one_hot": one_hot, "eval_every": eval_every, "eval_batches": eval_batches,
+                "optimizer": "RMSprop (torch defaults: alpha 0.99, eps 1e-8)", "dtype": "float32"}
+    out = Path(out)
+    result_path, ckpt_path = out / f"{model}.json", out / f"{model}.ckpt.pt"
+    dev = resolve_device(device)
+    slots = model_slots(input_lengths, seeds)
+    input_dim = NUM_CLASSES if one_hot else 1
+    stack = initial_models(model, slots, input_dim, num_hidden).to(dev)
+    trainer = BatchedTrainer(stack, learning_rate, max_norm, compile=compile)
+    generators = [torch.Generator().manual_seed(s) for _, s in slots]
+    held_out = held_out_batches(slots, batch_size, eval_batches, one_hot, torch.float32, dev)
+    curves = {key: [] for key in ("step", "train_loss", "train_accuracy", "eval_loss", "eval_accuracy")}
+    step, elapsed_before, sessions = 0, 0.0, 1
+
+    if ckpt_path.exists():
+        ckpt = torch.load(ckpt_path, map_location="cpu", weights_only=False)  # generator states stay on the CPU
+        if ckpt["settings"] != settings:
+            raise ValueError(f"{ckpt_path} was made with other settings ({ckpt['settings']}); "
+                             f"delete it or use another --out")
+        stack.load_state_dict(ckpt["stack"])
+        trainer.optimizer.load_state_dict(ckpt["optimizer"])
+        for g, state in zip(generators, ckpt["generators"]):
+            g.set_state(state)
+        curves, step = ckpt["curves"], ckpt["step"]
+        elapsed_before, sessions = ckpt["elapsed_s"], ckpt["sessions"] + 1
+
+    def record(complete: bool) -> dict:
+        rec = {**provenance(settings), "device": str(dev), "compile": compile, "complete": complete,
+               "tf32_matmul": torch.backends.cuda.matmul.allow_tf32 if dev.type == "cuda" else None,
+               "steps_done": step, "wall_time_s": round(elapsed_before + time.perf_counter() - started, 1),
+               "sessions": sessions, "eval_steps": curves["step"], "runs": []}
+        for m, (t, s) in enumerate(slots):
+            curve = {k: [round(v[m], 4) for v in curves[k]] for k in curves if k != "step"}
+            acc = curve["eval_accuracy"] or [None]
+            rec["runs"].append({"model": model, "input_length": t, "palindrome_length": t + 1, "seed": s,
+                                "final_eval_accuracy": acc[-1], "best_eval_accuracy": max(acc, key=lambda a: a or 0),
+                                "curve": curve})
+        rec["runs"].sort(key=lambda r: (r["input_length"], r["seed"]))
+        return rec
+
+    def checkpoint() -> None:
+        atomic_torch_save(ckpt_path, {
+            "settings": settings, "step": step, "stack": stack.state_dict(),
+            "optimizer": trainer.optimizer.state_dict(), "generators": [g.get_state() for g in generators],
+            "curves": curves, "elapsed_s": elapsed_before + time.perf_counter() - started, "sessions": sessions})
+        write_results(result_path, record(complete=False))
+
+    bar = tqdm(range(step + 1, train_steps + 1), initial=step, total=train_steps, disable=not progress,
+               desc=f"{model} x{len(slots)}", mininterval=2)
+    for step in bar:
+        x, y = batch_of_all(slots, generators, batch_size, one_hot, torch.float32, dev)
+        loss, acc = trainer.step(x, y)
+        if step % eval_every == 0 or step == train_steps:
+            eval_loss, eval_acc = trainer.evaluate(held_out)
+            for key, value in zip(curves, (step, loss, acc, eval_loss, eval_acc)):
+                curves[key].append(value if key == "step" else value.tolist())
+            bar.set_postfix(mean_held_out_acc=f"{eval_acc.mean().item():.3f}")
+        if step % checkpoint_every == 0 and step < train_steps:
+            checkpoint()
+        if stop_after is not None and step >= stop_after:
+            bar.close()
+            return record(complete=False)
+    final = record(complete=True)
+    write_results(result_path, final)
+    ckpt_path.unlink(missing_ok=True)
+    return final
+
+
+def main(argv: list[str] | None = None) -> list[dict]:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--models", nargs="+", choices=sorted(MODELS), default=["rnn", "lstm"])
+    p.add_argument("--input-lengths", nargs="+", default=["5-20"],
+                   help="input lengths T (digits seen; palindromes have T + 1): a range 5-20 or a list")
+    p.add_argument("--seeds", nargs="+", type=int, default=[0])
+    p.add_argument("--steps", type=int, default=10_000, dest="train_steps")
+    p.add_argument("--num-hidden", type=int, default=128)
+    p.add_argument("--batch-size", type=int, default=128)
+    p.add_argument("--learning-rate", type=float, default=1e-3)
+    p.add_argument("--max-norm", type=float, default=10.0)
+    p.add_argument("--one-hot", action="store_true")
+    p.add_argument("--eval-every", type=int, default=100)
+    p.add_argument("--eval-batches", type=int, default=4)
+    p.add_argument("--checkpoint-every", type=int, default=500)
+    p.add_argument("--device", default="auto", help="auto (CUDA when available), cpu or cuda")
+    p.add_argument("--compile", action="store_true", help="torch.compile the forward pass (helps on the CPU)")
+    p.add_argument("--threads", type=int, default=None, help="torch.set_num_threads (default: torch's)")
+    p.add_argument("--out", type=Path, default=Path("data/part1/sweep"))
+    args = vars(p.parse_args(argv))
+    threads = args.pop("threads")
+    if threads is not None:
+        torch.set_num_threads(threads)
+    models, lengths = args.pop("models"), parse_lengths(args.pop("input_lengths"))
+    records = []
+    for model in models:
+        rec = sweep(model=model, input_lengths=lengths, **args)
+        records.append(rec)
+        accs = {}
+        for run in rec["runs"]:
+            accs.setdefault(run["input_length"], []).append(run["final_eval_accuracy"])
+        print(f"{model}: {rec['wall_time_s']} s on {rec['device']}; mean final held-out accuracy by input length: "
+              + " ".join(f"{t}:{sum(a) / len(a):.2f}" for t, a in sorted(accs.items())), flush=True)
+    return records
+
+
+if __name__ == "__main__":
+    main()

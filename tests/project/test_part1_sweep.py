@@ -1,0 +1,136 @@
+"""The batched sweep of experiments/part1_sweep.py trains the same models as separate runs would.
+
+In float64, for the RNN and the LSTM and several input lengths (and seeds) at once, the stacked
+models' losses, accuracies, clipped gradients and updated weights equal, step by step, those of
+separately trained reference models (solutions.part1.models, solutions.part1.train.train_step with
+its own RMSprop) from the same initial weights on the same batches. Then: a sweep that is killed
+and rerun ends with the same result as one that ran without interruption.
+"""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from experiments.part1_sweep import (BatchedTrainer, StackedModels, batch_of_all, held_out_batches, initial_models,
+                                     left_pad, model_slots, parse_lengths, sweep)
+from solutions.common import seed_everything
+from solutions.part1.models import MODELS
+from solutions.part1.palindrome import palindrome_stream
+from solutions.part1.train import HELD_OUT_SEED_OFFSET, evaluate, train_step
+
+ROOT = Path(__file__).resolve().parents[2]
+TIGHT = {"rtol": 1e-10, "atol": 1e-12}
+
+
+@pytest.mark.parametrize("skip_padding", [True, False], ids=["skip-padding", "masked"])
+@pytest.mark.parametrize("kind", ["rnn", "lstm"])
+def test_batched_models_equal_separate_models_float64(kind, skip_padding):
+    slots = model_slots([5, 9, 7, 6], [0, 3])  # 8 models, longest first
+    hidden, batch, steps, lr = 12, 6, 4, 0.01
+    max_norm = {"rnn": 2.0, "lstm": 0.9}[kind]  # between the models' gradient norms: some are clipped
+    stack = initial_models(kind, slots, input_dim=1, num_hidden=hidden, dtype=torch.float64)
+    trainer = BatchedTrainer(stack, learning_rate=lr, max_norm=max_norm, skip_padding=skip_padding)
+    references = []
+    for t, seed in slots:  # exactly what solutions.part1.train.train builds
+        seed_everything(seed)
+        net = MODELS[kind](input_dim=1, num_hidden=hidden, num_classes=10).double()
+        references.append((net, torch.optim.RMSprop(net.parameters(), lr=lr), palindrome_stream(t, batch, seed=seed)))
+    for m, (net, _, _) in enumerate(references):
+        for name, value in stack.reference_tensors(m).items():
+            assert torch.equal(value, dict(net.named_parameters())[name].detach()), f"initial {name} of model {m}"
+
+    generators = [torch.Generator().manual_seed(seed) for _, seed in slots]
+    clipped, unclipped = 0, 0
+    for step in range(steps):
+        x, y = batch_of_all(slots, generators, batch, False, torch.float64, "cpu")
+        losses, accuracies = trainer.step(x, y)
+        clipped += int((trainer.grad_norms > max_norm).sum())
+        unclipped += int((trainer.grad_norms <= max_norm).sum())
+        for m, ((t, _), (net, optimizer, stream)) in enumerate(zip(slots, references)):
+            x_ref, y_ref = next(stream)
+            assert torch.equal(x[m, :, -t:, 0], x_ref.double()) and torch.equal(y[m], y_ref), "same batches"
+            assert not x[m, :, :-t].any(), "left padding is zeros"
+            loss, acc = train_step(net, optimizer, x_ref.double(), y_ref, max_norm)
+            torch.testing.assert_close(losses[m].item(), loss, **TIGHT)
+            assert accuracies[m].item() == pytest.approx(acc)
+            grads, weights = stack.reference_tensors(m, grad=True), stack.reference_tensors(m)
+            for name, p in net.named_parameters():
+                torch.testing.assert_close(grads[name], p.grad, **TIGHT, msg=f"clipped grad {name}, model {m}, step {step}")
+                torch.testing.assert_close(weights[name], p.detach(), **TIGHT, msg=f"{name}, model {m}, step {step}")
+    assert clipped and unclipped, "the check must see clipped and unclipped models"
+
+    held_out = held_out_batches(slots, batch, 2, False, torch.float64, "cpu")
+    eval_losses, eval_accs = trainer.evaluate(held_out)
+    for m, ((t, seed), (net, _, _)) in enumerate(zip(slots, references)):
+        stream = palindrome_stream(t, batch, seed=seed + HELD_OUT_SEED_OFFSET)
+        loss, acc = evaluate(net, [(x.double(), y) for x, y in (next(stream), next(stream))])
+        torch.testing.assert_close(eval_losses[m].item(), loss, **TIGHT)
+        assert eval_accs[m].item() == pytest.approx(acc)
+
+
+def test_bad_input_is_refused():
+    with pytest.raises(ValueError, match="longest first"):
+        StackedModels("rnn", [5, 7])
+    with pytest.raises(ValueError, match="kind"):
+        StackedModels("gru", [5])
+    with pytest.raises(ValueError, match="expected input"):
+        StackedModels("lstm", [7, 5], num_hidden=4)(torch.zeros(2, 3, 6, 1))
+    with pytest.raises(ValueError, match="ranges like 5-20"):
+        parse_lengths(["five"])
+    assert parse_lengths(["5-8", "12"]) == [5, 6, 7, 8, 12]
+    assert left_pad([torch.ones(2, 3), torch.ones(2, 1)], 3)[1, :, :, 0].tolist() == [[0, 0, 1], [0, 0, 1]]
+
+
+TINY = ["--models", "rnn", "lstm", "--input-lengths", "3-5", "--seeds", "0", "1", "--num-hidden", "6",
+        "--batch-size", "4", "--eval-every", "10", "--eval-batches", "2", "--device", "cpu"]
+
+
+def run_sweep(out: Path, steps: int, checkpoint_every: int) -> subprocess.Popen:
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    return subprocess.Popen([sys.executable, "-m", "experiments.part1_sweep", *TINY, "--steps", str(steps),
+                             "--checkpoint-every", str(checkpoint_every), "--out", str(out)],
+                            cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+
+
+def results(out: Path) -> dict:
+    """What must not depend on interruptions: every curve and final number of every run."""
+    return {kind: json.loads((out / f"{kind}.json").read_text())["runs"] for kind in ("rnn", "lstm")}
+
+
+def test_a_killed_sweep_resumes_to_the_same_result(tmp_path):
+    steps = 400
+    whole, killed = tmp_path / "whole", tmp_path / "killed"
+    assert run_sweep(whole, steps, 20).wait(timeout=600) == 0
+    proc = run_sweep(killed, steps, 20)
+    deadline = time.time() + 300
+    while not (killed / "rnn.ckpt.pt").exists() and time.time() < deadline and proc.poll() is None:
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    partial = json.loads((killed / "rnn.json").read_text())
+    assert not partial["complete"] and 0 < partial["steps_done"] < steps, "the kill must land mid-run"
+    assert run_sweep(killed, steps, 20).wait(timeout=600) == 0
+    done = json.loads((killed / "rnn.json").read_text())
+    assert done["complete"] and done["sessions"] == 2 and not (killed / "rnn.ckpt.pt").exists()
+    assert results(killed) == results(whole)
+
+
+def test_a_stopped_sweep_resumes_in_process_and_refuses_other_settings(tmp_path):
+    settings = dict(input_lengths=[4, 6], seeds=[2], num_hidden=5, batch_size=3, train_steps=40, eval_every=10,
+                    eval_batches=1, checkpoint_every=10, device="cpu", progress=False)
+    whole = sweep("lstm", out=tmp_path / "a", **settings)
+    part = sweep("lstm", out=tmp_path / "b", stop_after=25, **settings)
+    assert not part["complete"] and part["steps_done"] == 25
+    with pytest.raises(ValueError, match="other settings"):
+        sweep("lstm", out=tmp_path / "b", **{**settings, "num_hidden": 7})
+    resumed = sweep("lstm", out=tmp_path / "b", **settings)
+    assert resumed["runs"] == whole["runs"] and resumed["complete"]
+    assert whole["eval_steps"] == [10, 20, 30, 40]
