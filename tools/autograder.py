@@ -126,6 +126,19 @@ def overlay(package: Path, target: Path) -> list[str]:
 
 # ----------------------------------------------------------------------------- the children
 
+_RUNNING: set[int] = set()  # the children's sessions, killed if we are told to stop
+
+
+def _stop(signum, frame) -> None:
+    """SIGTERM (a batch's time limit): end the children's sessions too, then exit."""
+    for pid in list(_RUNNING):
+        try:
+            os.killpg(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+    raise SystemExit(128 + signum)
+
+
 def _can_exec() -> bool:
     """Whether others may execute our Python (every folder above it searchable, the file executable)."""
     path = Path(sys.executable).resolve()
@@ -181,6 +194,7 @@ class Sandbox:
         extra = {"user": self.uid, "group": self.gid, "extra_groups": []} if self.uid is not None else {}
         proc = subprocess.Popen(command, cwd=work, env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                                 stderr=subprocess.STDOUT, pass_fds=(fd,), start_new_session=True, **extra)
+        _RUNNING.add(proc.pid)
         os.close(fd)
         try:
             output, _ = proc.communicate((json.dumps({**handshake, "fd": fd}) + "\n").encode(), timeout=timeout)
@@ -192,6 +206,7 @@ class Sandbox:
             except ProcessLookupError:
                 pass
             proc.wait()
+            _RUNNING.discard(proc.pid)
         lines = []
         for line in records.read_bytes().splitlines():
             try:
@@ -354,6 +369,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--timeout", type=float, default=60, help="seconds per test (default: %(default)s)")
     parser.add_argument("--user", default="nobody", help="run student code as this user when root ('' = as us)")
     args = parser.parse_args(argv)
+    signal.signal(signal.SIGTERM, _stop)
     if args.out is None and args.grade is None:
         parser.error("give --out (build the zip) or --grade SUBMISSION")
     if args.out is not None:

@@ -6,6 +6,7 @@ test (one point, one child process) to keep this file at about two minutes.
 """
 from __future__ import annotations
 
+import csv
 import json
 import os
 import shutil
@@ -167,3 +168,35 @@ def test_a_broken_upload_is_graded_as_the_stubs(tmp_path):
     report = grade(evil, tmp_path / "results.json", tests=HIDDEN, user=None)
     assert report["score"] == 0 and "outside the archive" in report["output"]
     assert not (tmp_path.parent / "escaped.py").exists()
+
+
+@pytest.mark.timeout(900)
+def test_batch_grading_writes_one_row_per_submission(tmp_path):
+    """The solutions (a folder), the stubs (a zip) and a corrupt zip: one CSV row each, in one run."""
+    from tools.batch_grade import batch
+    folder = tmp_path / "submissions"
+    (folder / "alice").mkdir(parents=True)
+    shutil.copytree(ROOT / "solutions", folder / "alice" / "assignment", ignore=shutil.ignore_patterns("__pycache__"))
+    build(ROOT / "solutions", tmp_path / "stubs")
+    zip_folder(tmp_path / "stubs", folder / "bob.zip", "")
+    (folder / "carol.zip").write_bytes(b"PK\x03\x04 this is not a zip")
+    batch(folder, tmp_path / "scores.csv", time_limit=600, grader_args=["--tests", *HIDDEN, "--user="])
+    with (tmp_path / "scores.csv").open() as f:
+        rows = {row["submission"]: row for row in csv.DictReader(f)}
+    assert list(rows) == ["alice", "bob", "carol"]
+    assert (rows["alice"]["status"], rows["alice"]["1.6"], rows["alice"]["total"], rows["alice"]["possible"]) == \
+        ("ok", "1.0", "1.0", "1.0")
+    assert (rows["bob"]["status"], rows["bob"]["total"], rows["bob"]["error"]) == ("ok", "0.0", "")
+    assert rows["carol"]["total"] == "0.0" and "could not read the submission" in rows["carol"]["error"]
+    assert json.loads((tmp_path / "scores.csv.d" / "alice.json").read_text())["score"] == 1
+
+
+@pytest.mark.timeout(300)
+def test_batch_grading_stops_a_submission_at_its_time_limit(tmp_path):
+    from tools.batch_grade import grade_one
+    package = tmp_path / "dave" / "assignment"
+    build(ROOT / "solutions", package)
+    models = package / "part1" / "models.py"
+    models.write_text(models.read_text() + "\nwhile True:\n    pass\n")
+    row = grade_one(tmp_path / "dave", tmp_path / "dave.json", 25, ["--tests", *HIDDEN, "--user=", "--timeout", "600"])
+    assert row["status"] == "timeout" and row["seconds"] < 60 and "report" not in row

@@ -1,0 +1,136 @@
+"""Grade a folder of submissions without Gradescope: one CSV row of points per question each.
+
+    python -m tools.batch_grade SUBMISSIONS_DIR --out scores.csv [--time-limit 1800] [--jobs 1]
+    make batch-grade SUBMISSIONS=path/to/folder
+
+Every entry of SUBMISSIONS_DIR (a folder or a zip, named after the student) is graded by the
+isolated grader of ``tools/autograder.py`` in its own process: the grader copies it into its own
+temporary folder and runs the student's code in child processes that cannot forge the outcome. A
+submission that takes longer than ``--time-limit`` seconds in all is stopped and its row says
+``timeout``; one that cannot be graded says ``error`` and why. Neither stops the batch. Each row
+has the submission's name, its status, the points per question, the total, and the error. The CSV
+is rewritten (atomically) after every submission, and each one's results.json is kept beside it in
+``<out>.d/`` for the feedback.
+"""
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+from tests.grading import _question_key  # noqa: E402  (the grading table's question order)
+
+
+def submissions(folder: Path) -> list[Path]:
+    """The submissions in ``folder``: its sub-folders and zip files (hidden entries skipped)."""
+    if not folder.is_dir():
+        raise ValueError(f"{folder} is not a folder of submissions")
+    return [p for p in sorted(folder.iterdir())
+            if not p.name.startswith(".") and (p.is_dir() or p.suffix.lower() == ".zip")]
+
+
+def grade_one(submission: Path, results: Path, time_limit: float, grader_args: list[str]) -> dict:
+    """Grade one submission in its own process; never raises. Returns the row's fields."""
+    start = time.monotonic()
+    row = {"submission": submission.stem, "status": "ok", "error": ""}
+    results.unlink(missing_ok=True)  # never read a previous run's file
+    command = [sys.executable, "-m", "tools.autograder", "--grade", str(submission), "--results", str(results),
+               *grader_args]
+    proc = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            start_new_session=True, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    try:
+        output, _ = proc.communicate(timeout=time_limit)
+    except subprocess.TimeoutExpired:
+        proc.send_signal(signal.SIGTERM)  # the grader ends its own children's sessions
+        try:
+            output, _ = proc.communicate(timeout=30)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            output, _ = proc.communicate()
+        row.update(status="timeout", error=f"stopped after the time limit of {time_limit:g} s")
+    row["seconds"] = round(time.monotonic() - start, 1)
+    if row["status"] == "ok":
+        try:
+            report = json.loads(results.read_text())
+        except (OSError, ValueError) as exc:
+            tail = output.decode(errors="replace").strip().splitlines()[-1:] or ["no output"]
+            row.update(status="error", error=f"no results ({type(exc).__name__}): {tail[0][:300]}")
+        else:
+            row["report"] = report
+            first = report.get("output", "").split("\n\n")[0]
+            if first.startswith(("could not read", "ignored")):
+                row["error"] = first.replace("\n", "; ")[:300]
+    return row
+
+
+def write_csv(rows: list[dict], out: Path) -> None:
+    questions: dict[str, None] = {}
+    for row in rows:
+        for test in row.get("report", {}).get("tests", []):
+            questions.setdefault(test["number"], None)
+    order = sorted(questions, key=_question_key)
+    fields = ["submission", "status", *order, "total", "possible", "seconds", "error"]
+    tmp = out.with_name(out.name + ".tmp")
+    with tmp.open("w", newline="", encoding="utf-8") as f:
+        writer = csv.DictWriter(f, fieldnames=fields)
+        writer.writeheader()
+        for row in rows:
+            line = {k: row.get(k, "") for k in ("submission", "status", "seconds", "error")}
+            tests = row.get("report", {}).get("tests", [])
+            if tests:
+                for question in order:
+                    line[question] = sum(t["score"] for t in tests if t["number"] == question)
+                line["total"] = sum(t["score"] for t in tests)
+                line["possible"] = sum(t["max_score"] for t in tests)
+            writer.writerow(line)
+    os.replace(tmp, out)
+
+
+def batch(folder: Path, out: Path, *, time_limit: float = 1800, jobs: int = 1, grader_args: list[str] = ()) -> list[dict]:
+    entries = submissions(folder)
+    if len({p.stem for p in entries}) != len(entries):
+        raise ValueError(f"{folder}: two submissions share a name (a folder and a zip?)")
+    details = out.with_name(out.name + ".d")
+    details.mkdir(parents=True, exist_ok=True)
+    rows: dict[str, dict] = {}
+
+    def one(entry: Path) -> None:
+        row = grade_one(entry, details / f"{entry.stem}.json", time_limit, list(grader_args))
+        rows[entry.stem] = row
+        write_csv([rows[p.stem] for p in entries if p.stem in rows], out)
+        total = sum(t["score"] for t in row.get("report", {}).get("tests", []))
+        print(f"{entry.name}: {row['status']}, {total:g} points, {row['seconds']:.0f} s {row['error']}".rstrip(),
+              flush=True)
+
+    with ThreadPoolExecutor(max_workers=jobs) as pool:
+        list(pool.map(one, entries))
+    return [rows[p.stem] for p in entries]
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("submissions", type=Path, help="a folder of submissions (folders or zips)")
+    parser.add_argument("--out", type=Path, default=Path("scores.csv"))
+    parser.add_argument("--time-limit", type=float, default=1800, help="seconds per submission (default: %(default)s)")
+    parser.add_argument("--jobs", type=int, default=1, help="submissions graded at once (default: %(default)s)")
+    parser.add_argument("--timeout", help="seconds per test, passed to the grader")
+    parser.add_argument("--tests", nargs="+", help="test folders or files, passed to the grader")
+    args = parser.parse_args(argv)
+    grader_args = [*(["--timeout", args.timeout] if args.timeout else []), *(["--tests", *args.tests] if args.tests else [])]
+    start = time.monotonic()
+    rows = batch(args.submissions, args.out, time_limit=args.time_limit, jobs=args.jobs, grader_args=grader_args)
+    print(f"wrote {args.out}: {len(rows)} submissions in {time.monotonic() - start:.0f} s")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
