@@ -279,19 +279,22 @@ def receptive_field(adj: Tensor, num_layers: int) -> Tensor:
 
     ``adj``: ``(n, n)`` adjacency (dense or sparse, without normalisation); returns a dense
     boolean ``(n, n)`` matrix ``R`` with ``R[i, j]`` True iff the features of node ``j`` reach
-    node ``i``'s output. Measure it: give every node a one-hot feature (``X = I``, so column
-    ``j`` of the output is node ``j``'s contribution) and propagate it ``num_layers`` times with
-    the normalised adjacency. ``A_hat`` has no negative entries, so no contributions cancel and
-    the non-zero pattern of ``A_hat^k`` is exactly the set of pairs joined by a walk of length
-    ``<= k`` (the self-loops let a walk wait). ``num_layers = 0`` gives the identity.
+    node ``i``'s output. ``num_layers = 0`` gives the identity.
+
+    Measure it: give every node a one-hot feature (``X = I``, so column ``j`` follows node
+    ``j``'s contribution) and propagate it ``num_layers`` times, as the layers do. Propagate with
+    ``A + I`` (``a_tilde`` below): ``A_hat`` only rescales its entries by positive numbers, so both
+    have the same non-zero entries, and so do their powers (no entry is negative, nothing cancels).
+    After each step keep only *whether* something arrived (``> 0``, as 0/1 in the adjacency's
+    dtype), so that walk counts cannot overflow on a large graph.
     """
     if not isinstance(num_layers, int) or num_layers < 0:
         raise ValueError(f"num_layers must be an integer >= 0, got {num_layers!r}")
-    adj_hat = normalized_adjacency(adj)
+    a_tilde = add_self_loops(check_adjacency(adj))
     n = adj.shape[0]
     ### BEGIN SOLUTION Question 3.1 (b): implement receptive_field, propagate one-hot features num_layers times
-    h = torch.eye(n, dtype=adj.dtype, device=adj.device)
+    reached = torch.eye(n, dtype=adj.dtype, device=adj.device)
     for _ in range(num_layers):
-        h = propagate(adj_hat, h)
-    return h > 0
+        reached = (propagate(a_tilde, reached) > 0).to(adj.dtype)
+    return reached > 0
     ### END SOLUTION
