@@ -177,7 +177,7 @@ def _train(config: Config, resume: bool) -> dict:
     if resume:
         if not checkpoint_path.exists():
             raise FileNotFoundError(f"--resume: no checkpoint at {checkpoint_path}")
-        saved = torch.load(checkpoint_path, map_location=device, weights_only=False)
+        saved = torch.load(checkpoint_path, map_location="cpu", weights_only=False)  # RNG states stay CPU tensors
         changed = [k for k in RESUME_KEYS if saved["config"][k] != asdict(config)[k]]
         if changed:
             raise ValueError(f"--resume: settings {changed} differ from the checkpoint's; only --steps may change")
