@@ -6,8 +6,8 @@
 
 Defaults are those of 2019 (and of Karpathy's char-rnn, where they come from): seq_length 30,
 hidden 128, 2 layers, batch 64, RMSprop with learning rate 2e-3 multiplied by 0.96 every 5000
-steps (StepLR), gradients clipped to a global norm of 5. RMSprop is what the 2019 code used;
-Adam at the same rate trains about as well here, so the course keeps the original.
+steps (StepLR), gradients clipped to a global norm of 5. RMSprop is what the 2019 code and
+char-rnn used; the course keeps it so that its numbers compare with theirs.
 
 The run folder (``--out``, default ``runs/part2/<book>``) receives ``checkpoint.pt`` (model,
 optimiser, scheduler, every random generator and the history, written atomically) and
