@@ -58,7 +58,9 @@ class GraphEncoder(nn.Module):
     """A graph-level GCN: ``num_layers`` GCN layers, then the mean over the nodes.
 
     ``forward(adj, x)`` takes a raw adjacency ``(n, n)`` (it normalises it itself) and node
-    features ``(n, in_features)`` and returns one vector ``(out_features,)`` for the whole graph.
+    features ``(n, in_features)`` and returns one vector ``(out_features,)`` for the whole graph;
+    ``node_states`` returns the ``(n, out_features)`` states before the mean (to encode many graphs
+    at once, put them in one ``block_diagonal`` graph and average each graph's rows yourself).
     Hidden layers have width ``hidden`` and a tanh; the last layer has no activation.
     """
 
@@ -71,9 +73,14 @@ class GraphEncoder(nn.Module):
             GCNLayer(a, b, activation=torch.tanh if i < num_layers - 1 else None)
             for i, (a, b) in enumerate(zip(sizes[:-1], sizes[1:])))
 
-    def forward(self, adj: Tensor, x: Tensor) -> Tensor:
-        """``adj`` ``(n, n)``, ``x`` ``(n, in_features)`` -> ``(out_features,)``: normalise ``adj``
-        with ``normalized_adjacency``, apply the layers in turn, then average over the nodes."""
+    def node_states(self, adj: Tensor, x: Tensor) -> Tensor:
+        """``adj`` ``(n, n)``, ``x`` ``(n, in_features)`` -> ``(n, out_features)``: normalise
+        ``adj`` with ``normalized_adjacency``, then apply the layers in turn."""
         adj = check_adjacency(adj)
         check_features(adj, x)
-        raise NotImplementedError("Question 3.3 (a): implement GraphEncoder.forward (normalise, layers, mean over nodes)")
+        raise NotImplementedError("Question 3.3 (a): implement GraphEncoder.node_states (normalise, then the layers)")
+
+    def forward(self, adj: Tensor, x: Tensor) -> Tensor:
+        """``adj`` ``(n, n)``, ``x`` ``(n, in_features)`` -> ``(out_features,)``: the mean over the
+        nodes of ``node_states``, one vector for the whole graph."""
+        raise NotImplementedError("Question 3.3 (a): implement GraphEncoder.forward (the mean of the node states)")

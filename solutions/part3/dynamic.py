@@ -15,9 +15,9 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from .gcn import GCNLayer, check_adjacency, normalized_adjacency
+from .gcn import GCNLayer, block_diagonal, check_adjacency, normalized_adjacency
 
-__all__ = ["GCRN", "block_diagonal", "changing_graph_task"]
+__all__ = ["GCRN", "changing_graph_task"]
 
 
 class GCRN(nn.Module):
@@ -40,19 +40,6 @@ class GCRN(nn.Module):
         for adj_hat, x in zip(adj_hats, xs):
             h = self.gru(self.gcn(adj_hat, x), h)
         return self.readout(h)
-
-
-def block_diagonal(adjs: list[Tensor]) -> Tensor:
-    """Batch graphs into one big graph: the sparse block-diagonal ``(sum n_b, sum n_b)`` matrix of
-    the ``(n_b, n_b)`` adjacencies ``adjs``, so that no message crosses from one graph to another."""
-    indices, values, offset = [], [], 0
-    for adj in adjs:
-        adj = check_adjacency(adj).to_sparse_coo().coalesce()
-        indices.append(adj.indices() + offset)
-        values.append(adj.values())
-        offset += adj.shape[0]
-    return torch.sparse_coo_tensor(torch.cat(indices, 1), torch.cat(values), (offset, offset),
-                                   check_invariants=True).coalesce()
 
 
 def changing_graph_task(adj: Tensor, num_graphs: int, steps: int, keep: float = 0.7,

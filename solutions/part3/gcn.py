@@ -30,7 +30,7 @@ from torch import Tensor, nn
 
 __all__ = [
     "check_adjacency", "check_features", "add_self_loops", "degrees", "scale",
-    "normalized_adjacency", "mean_adjacency", "edge_list", "propagate",
+    "normalized_adjacency", "mean_adjacency", "edge_list", "propagate", "block_diagonal",
     "gcn_message_passing", "receptive_field", "GCNLayer", "GCN",
 ]
 
@@ -136,6 +136,19 @@ def edge_list(adj: Tensor) -> tuple[Tensor, Tensor, Tensor]:
 def propagate(adj_hat: Tensor, h: Tensor) -> Tensor:
     """``adj_hat @ h``, shape ``(n, d)``, for a dense or a sparse ``adj_hat`` of shape ``(n, n)``."""
     return torch.sparse.mm(adj_hat, h) if adj_hat.is_sparse else adj_hat @ h
+
+
+def block_diagonal(adjs: list[Tensor]) -> Tensor:
+    """Batch graphs into one big graph: the sparse block-diagonal ``(sum n_b, sum n_b)`` matrix of
+    the ``(n_b, n_b)`` adjacencies ``adjs``, so that no message crosses from one graph to another."""
+    indices, values, offset = [], [], 0
+    for adj in adjs:
+        adj = check_adjacency(adj).to_sparse_coo().coalesce()
+        indices.append(adj.indices() + offset)
+        values.append(adj.values())
+        offset += adj.shape[0]
+    return torch.sparse_coo_tensor(torch.cat(indices, 1), torch.cat(values), (offset, offset),
+                                   check_invariants=True).coalesce()
 
 
 # --------------------------------------------------------------------------------------------

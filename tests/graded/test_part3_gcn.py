@@ -239,7 +239,7 @@ def test_sequence_to_graph(load):
 
 @pytest.mark.points(1, question="3.3 (a)")
 def test_graph_encoder_forward(load):
-    """GraphEncoder normalises A, applies its GCN layers and averages over nodes; relabelling changes nothing"""
+    """GraphEncoder.node_states normalises A and applies the GCN layers, forward averages them; relabelling changes nothing"""
     seq, gcn = load("part3.sequences"), load("part3.gcn")
     torch.manual_seed(4)
     encoder = seq.GraphEncoder(3, 5, 2, num_layers=3).double()
@@ -250,6 +250,9 @@ def test_graph_encoder_forward(load):
     for i, layer in enumerate(encoder.layers):
         h = a_hat @ h @ dense(layer.weight) + dense(layer.bias)
         h = np.tanh(h) if i < 2 else h
+    states = encoder.node_states(adj, x)
+    assert states.shape == (8, 2)
+    np.testing.assert_allclose(dense(states), h, atol=1e-12)
     out = encoder(adj, x)
     assert out.shape == (2,)
     np.testing.assert_allclose(dense(out), h.mean(axis=0), atol=1e-12)
