@@ -7,7 +7,7 @@ Points tested here (every test fails on the pristine stubs):
   mean normalisation, dense against sparse, the layer against an independent computation,
   message passing against the matrix form, permutation equivariance and isolated nodes.
 * 3.1 (b), 2 points: ``receptive_field`` against networkx's shortest-path lengths.
-* 3.3 (a), 3 of its 6 points: ``sequence_to_graph`` and ``GraphEncoder.forward`` in
+* 3.3 (a), 3 of its 6 points: ``sequence_to_graph`` and ``GraphEncoder`` (``node_states``, ``forward``) in
   ``part3/sequences.py``: a sequence as a chain graph, and a pooled GCN that cannot tell a
   sequence from its reverse until positions are added.
 
