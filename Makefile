@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 # Torch on two cores: one thread per process keeps parallel runs from slowing each other down.
 export OMP_NUM_THREADS ?= 1
 
-.PHONY: help setup book test grade assignment clean
+.PHONY: help setup book test grade assignment student autograder batch-grade browser-check clean
 
 help:  ## list the commands
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
@@ -30,5 +30,18 @@ grade: setup  ## grade your own assignment/ package (writes results.json)
 assignment: setup  ## regenerate assignment/ from solutions/ (instructors only)
 	$(BIN)/python -m tools.make_assignment
 
+student: setup  ## the student edition in dist/student: stubs, public tests, the book without solutions
+	$(BIN)/python -m tools.release --out dist/student
+
+autograder: setup  ## the Gradescope autograder zip, dist/autograder.zip (graded and hidden tests)
+	$(BIN)/python -m tools.autograder --out dist/autograder.zip
+
+SUBMISSIONS ?= submissions
+batch-grade: setup  ## grade every folder or zip in SUBMISSIONS=... into scores.csv
+	$(BIN)/python -m tools.batch_grade $(SUBMISSIONS) --out scores.csv
+
+browser-check: book  ## open the built book in headless Chromium: equations typeset offline, figures load
+	$(BIN)/python -m tools.browser_check _build/html --screenshot docs/screenshot-part1.png
+
 clean:  ## remove the built book and caches (keeps .venv)
-	rm -rf _build .pytest_cache results.json
+	rm -rf _build .pytest_cache results.json dist

@@ -281,8 +281,27 @@ def run_file(sandbox: Sandbox, package: Path, nodeids: list[str], timeout: float
 
 # ----------------------------------------------------------------------------- grading
 
+def graded_tests(sandbox: Sandbox, tests: list[str], keyword: str | None, cache: Path | None) -> dict[str, dict]:
+    """The graded tests to run, with their points; ``cache`` keeps them between grader processes (a batch)."""
+    key = [tests, keyword]
+    if cache is not None and cache.is_file():
+        saved = json.loads(cache.read_text())
+        if saved.get("key") == key:
+            return saved["tests"]
+    pristine = ROOT / PACKAGE
+    manifest = collect(sandbox, pristine, tests)
+    if keyword:
+        selected = set(collect(sandbox, pristine, [*tests, "-k", keyword]))
+        manifest = {k: v for k, v in manifest.items() if k in selected}
+    if cache is not None:
+        tmp = cache.with_name(f"{cache.name}.{os.getpid()}.tmp")
+        tmp.write_text(json.dumps({"key": key, "tests": manifest}, indent=1))
+        os.replace(tmp, cache)
+    return manifest
+
+
 def grade(submission: Path, results: Path, *, tests: list[str] | tuple[str, ...] = TESTS, timeout: float = 60,
-          keyword: str | None = None, user: str | None = "nobody") -> dict:
+          keyword: str | None = None, user: str | None = "nobody", manifest_cache: Path | None = None) -> dict:
     """Grade one submission into Gradescope's ``results.json``; returns the report written."""
     sys.path.insert(0, str(ROOT))
     from tests.grading import Grader, Result
@@ -292,23 +311,22 @@ def grade(submission: Path, results: Path, *, tests: list[str] | tuple[str, ...]
     with tempfile.TemporaryDirectory(prefix="grade-") as tmp:
         sandbox = Sandbox(Path(tmp), user)
         pristine = ROOT / PACKAGE
-        manifest = collect(sandbox, pristine, tests)
-        if keyword:
-            selected = set(collect(sandbox, pristine, [*tests, "-k", keyword]))
-            manifest = {k: v for k, v in manifest.items() if k in selected}
+        manifest = graded_tests(sandbox, tests, keyword, manifest_cache)
         for nodeid, entry in manifest.items():
             grader.results[nodeid] = Result(name=entry["name"], number=entry["number"], max_score=entry["max_score"],
                                             visibility=entry["visibility"], status="failed", output="not run")
         package = Path(tmp) / "package"
         shutil.copytree(pristine, package, ignore=IGNORE)
+        by_file: dict[str, list[str]] = {}
         try:
             found = find_package(Path(submission), Path(tmp) / "submission")
             messages += overlay(found, package)
-        except (ValueError, OSError, zipfile.BadZipFile) as exc:
-            messages.append(f"could not read the submission: {exc}; graded as the blank stubs")
-        by_file: dict[str, list[str]] = {}
-        for nodeid in manifest:
-            by_file.setdefault(nodeid.split("::")[0], []).append(nodeid)
+            for nodeid in manifest:
+                by_file.setdefault(nodeid.split("::")[0], []).append(nodeid)
+        except (ValueError, OSError, zipfile.BadZipFile) as exc:  # nothing of the student's to run
+            messages.append(f"could not read the submission: {exc}; no test was run")
+            for result in grader.results.values():
+                result.output = "not run: the submission could not be read"
         for index, (path, nodeids) in enumerate(by_file.items()):
             limits = {n: manifest[n].get("timeout") for n in nodeids}
             for nodeid, (status, output) in run_file(sandbox, package, nodeids, timeout, limits, f"run{index}").items():
@@ -368,6 +386,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("-k", dest="keyword", help="only the graded tests matching this pytest -k expression")
     parser.add_argument("--timeout", type=float, default=60, help="seconds per test (default: %(default)s)")
     parser.add_argument("--user", default="nobody", help="run student code as this user when root ('' = as us)")
+    parser.add_argument("--manifest", type=Path, help="keep the collected graded tests in this file (a batch)")
     args = parser.parse_args(argv)
     signal.signal(signal.SIGTERM, _stop)
     if args.out is None and args.grade is None:
@@ -378,7 +397,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.grade is not None:
         start = time.monotonic()
         report = grade(args.grade, args.results, tests=args.tests, timeout=args.timeout, keyword=args.keyword,
-                       user=args.user or None)
+                       user=args.user or None, manifest_cache=args.manifest)
         print(report["output"])
         print(f"wrote {args.results} in {time.monotonic() - start:.0f} s")
     return 0

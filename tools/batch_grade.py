@@ -21,6 +21,7 @@ import os
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -95,16 +96,32 @@ def write_csv(rows: list[dict], out: Path) -> None:
     os.replace(tmp, out)
 
 
-def batch(folder: Path, out: Path, *, time_limit: float = 1800, jobs: int = 1, grader_args: list[str] = ()) -> list[dict]:
+def batch(folder: Path, out: Path, *, time_limit: float = 1800, jobs: int = 1, tests: list[str] | None = None,
+          timeout: float | None = None, user: str | None = None) -> list[dict]:
+    """Grade every submission of ``folder`` into the CSV ``out``; returns the rows."""
+    from tools.autograder import TESTS, Sandbox, graded_tests
     entries = submissions(folder)
     if len({p.stem for p in entries}) != len(entries):
         raise ValueError(f"{folder}: two submissions share a name (a folder and a zip?)")
     details = out.with_name(out.name + ".d")
     details.mkdir(parents=True, exist_ok=True)
+    tests = list(tests or TESTS)
+    # The graded tests are collected once, here, from the pristine stubs, and written back before
+    # every submission: a submission's code cannot change what the next one is graded on.
+    manifest = details / "graded-tests.json"
+    manifest.unlink(missing_ok=True)
+    with tempfile.TemporaryDirectory(prefix="batch-collect-") as tmp:
+        graded_tests(Sandbox(Path(tmp), None), [t for t in tests if (ROOT / t).exists()], None, manifest)
+    frozen = manifest.read_bytes()
+    grader_args = ["--tests", *tests, "--manifest", str(manifest), *(["--timeout", f"{timeout:g}"] if timeout else []),
+                   *(["--user", user] if user is not None else [])]
     rows: dict[str, dict] = {}
 
     def one(entry: Path) -> None:
-        row = grade_one(entry, details / f"{entry.stem}.json", time_limit, list(grader_args))
+        tmp = manifest.with_name(f"{manifest.name}.{entry.stem}.tmp")
+        tmp.write_bytes(frozen)
+        os.replace(tmp, manifest)
+        row = grade_one(entry, details / f"{entry.stem}.json", time_limit, grader_args)
         rows[entry.stem] = row
         write_csv([rows[p.stem] for p in entries if p.stem in rows], out)
         total = sum(t["score"] for t in row.get("report", {}).get("tests", []))
@@ -122,12 +139,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=Path("scores.csv"))
     parser.add_argument("--time-limit", type=float, default=1800, help="seconds per submission (default: %(default)s)")
     parser.add_argument("--jobs", type=int, default=1, help="submissions graded at once (default: %(default)s)")
-    parser.add_argument("--timeout", help="seconds per test, passed to the grader")
-    parser.add_argument("--tests", nargs="+", help="test folders or files, passed to the grader")
+    parser.add_argument("--timeout", type=float, help="seconds per test (default: the grader's, 60)")
+    parser.add_argument("--tests", nargs="+", help="test folders or files (default: tests/graded tests/hidden)")
+    parser.add_argument("--user", help="run student code as this user when root (default: nobody; '' = as us)")
     args = parser.parse_args(argv)
-    grader_args = [*(["--timeout", args.timeout] if args.timeout else []), *(["--tests", *args.tests] if args.tests else [])]
     start = time.monotonic()
-    rows = batch(args.submissions, args.out, time_limit=args.time_limit, jobs=args.jobs, grader_args=grader_args)
+    rows = batch(args.submissions, args.out, time_limit=args.time_limit, jobs=args.jobs, tests=args.tests,
+                 timeout=args.timeout, user=args.user)
     print(f"wrote {args.out}: {len(rows)} submissions in {time.monotonic() - start:.0f} s")
     return 0
 

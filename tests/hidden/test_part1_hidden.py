@@ -8,6 +8,8 @@ from __future__ import annotations
 import pytest
 import torch
 
+from tests.graded.test_part1 import randomise_biases, torch_lstm
+
 B, T, N, K = 4, 6, 7, 10
 
 
@@ -17,11 +19,8 @@ def test_lstm_on_one_hot_digits_matches_torch(load):
     models = load("part1.models")
     torch.manual_seed(3)
     model = models.LSTM(input_dim=K, num_hidden=N, num_classes=K).double()
-    g = torch.Generator().manual_seed(4)
-    with torch.no_grad():
-        for name, p in model.named_parameters():
-            if name.startswith("b_"):
-                p.copy_(0.5 * torch.randn(p.shape, generator=g, dtype=p.dtype))
+    randomise_biases(model, seed=4)
+    g = torch.Generator().manual_seed(5)
     digits = torch.randint(K, (B, T), generator=g)
     x = torch.nn.functional.one_hot(digits, K).double()
     # A one-hot input selects one column of each W_zx: check the first step by hand.
@@ -30,11 +29,6 @@ def test_lstm_on_one_hot_digits_matches_torch(load):
     c_ref = torch.tanh(col["g"]) * torch.sigmoid(col["i"])
     torch.testing.assert_close(c, c_ref, msg="c(1) from h(0) = c(0) = 0 is tanh(g) * sigmoid(i)")
     torch.testing.assert_close(h, torch.tanh(c_ref) * torch.sigmoid(col["o"]))
-    lstm = torch.nn.LSTM(K, N, batch_first=True).double()
     with torch.no_grad():
-        lstm.weight_ih_l0.copy_(torch.cat([getattr(model, f"W_{z}x") for z in "ifgo"]))
-        lstm.weight_hh_l0.copy_(torch.cat([getattr(model, f"W_{z}h") for z in "ifgo"]))
-        lstm.bias_ih_l0.copy_(torch.cat([getattr(model, f"b_{z}") for z in "ifgo"]))
-        lstm.bias_hh_l0.zero_()
-        hidden, _ = lstm(x)
+        hidden, _ = torch_lstm(model)(x)
     torch.testing.assert_close(model(x), hidden[:, -1] @ model.W_ph.T + model.b_p)

@@ -180,7 +180,7 @@ def test_batch_grading_writes_one_row_per_submission(tmp_path):
     build(ROOT / "solutions", tmp_path / "stubs")
     zip_folder(tmp_path / "stubs", folder / "bob.zip", "")
     (folder / "carol.zip").write_bytes(b"PK\x03\x04 this is not a zip")
-    batch(folder, tmp_path / "scores.csv", time_limit=600, grader_args=["--tests", *HIDDEN, "--user="])
+    batch(folder, tmp_path / "scores.csv", time_limit=600, tests=HIDDEN, user="")
     with (tmp_path / "scores.csv").open() as f:
         rows = {row["submission"]: row for row in csv.DictReader(f)}
     assert list(rows) == ["alice", "bob", "carol"]
@@ -188,6 +188,7 @@ def test_batch_grading_writes_one_row_per_submission(tmp_path):
         ("ok", "1.0", "1.0", "1.0")
     assert (rows["bob"]["status"], rows["bob"]["total"], rows["bob"]["error"]) == ("ok", "0.0", "")
     assert rows["carol"]["total"] == "0.0" and "could not read the submission" in rows["carol"]["error"]
+    assert json.loads((tmp_path / "scores.csv.d" / "graded-tests.json").read_text())["tests"], "collected once, kept"
     assert json.loads((tmp_path / "scores.csv.d" / "alice.json").read_text())["score"] == 1
 
 

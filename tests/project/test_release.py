@@ -2,10 +2,12 @@
 public tests run from the release itself and fail only on the stubs."""
 from __future__ import annotations
 
+import hashlib
 import html
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -190,3 +192,39 @@ def test_markdown_solution_blocks(tmp_path):
     (tmp_path / "page.md").write_text(text)
     (tmp_path / "nb.ipynb").write_text(json.dumps(notebook))
     assert len(strip_book(tmp_path)) == 4
+
+
+MATHJAX = ROOT / "book" / "_offline" / "_static" / "mathjax"
+
+
+def test_mathjax_is_the_pinned_copy_and_pages_use_it(release):
+    """The book serves MathJax itself (the file PROVENANCE.md describes) and loads nothing from a CDN."""
+    digest = hashlib.sha256((MATHJAX / "tex-svg-full.js").read_bytes()).hexdigest()
+    assert f"`{digest}`" in (MATHJAX / "PROVENANCE.md").read_text(), "tex-svg-full.js differs from PROVENANCE.md"
+    page = (release / "book" / "part1" / "1_1_gradients.html").read_text()
+    assert '_static/mathjax/tex-svg-full.js' in page and page.count("tex-svg-full.js") == 1
+    assert (release / "book" / "_static" / "mathjax" / "tex-svg-full.js").read_bytes() == \
+        (MATHJAX / "tex-svg-full.js").read_bytes()
+    assert not re.search(r"<script[^>]+src=\"https?://", page), "a script from the network"
+    assert "colab.research.google.com" in page and "mybinder.org" in page and "_sources/part1/1_1_gradients.ipynb" in page
+
+
+@pytest.mark.timeout(300)
+@pytest.mark.skipif(not (shutil.which("chromium") or shutil.which("chromium-browser")),
+                    reason="needs Debian's chromium (apt-get install -y chromium); `make browser-check` runs it")
+def test_headless_chromium_sees_typeset_equations_and_figures(release, tmp_path):
+    """The student book in headless Chromium, offline: every equation typeset, every figure loaded; and
+    the same check fails on a copy of the site without its MathJax and with a missing figure."""
+    from tools.browser_check import check
+    report = check(release / "book")
+    assert {name: page["problems"] for name, page in report.items() if page["problems"]} == {}
+    assert sum(page["typeset"] for page in report.values()) > 100
+    assert sum(len(page["images"]) for page in report.values()) > 5
+    broken = tmp_path / "site"
+    shutil.copytree(release / "book", broken)
+    (broken / "_static" / "mathjax" / "tex-svg-full.js").unlink()
+    images = sorted((broken / "_images").iterdir())
+    images[0].unlink()
+    report = check(broken)
+    assert any("not typeset" in p for page in report.values() for p in page["problems"])
+    assert any(images[0].name in p for page in report.values() for p in page["problems"])

@@ -1,15 +1,27 @@
 #!/usr/bin/env bash
 # Gradescope runs this once, as root, in /autograder/source, when it builds the autograder image
-# (Ubuntu with internet access). It installs Python and the course's pinned requirements; torch
-# comes from PyTorch's CPU index (the default index would pull gigabytes of CUDA packages).
+# (Ubuntu, with internet access). It installs Python 3.11 or newer (numpy 2.4 needs 3.11) and the
+# course's pinned requirements, less the book's tools; torch comes from PyTorch's CPU index (the
+# default index would pull gigabytes of CUDA packages).
 set -euo pipefail
 cd "$(dirname "$0")"
 export DEBIAN_FRONTEND=noninteractive
 apt-get update
-apt-get install -y --no-install-recommends python3 python3-pip python3-venv
-python3 -m venv /autograder/venv
+PY=""
+for version in 3.11 3.12 3.13; do
+    if apt-get install -y --no-install-recommends "python$version" "python$version-venv"; then
+        PY="python$version"
+        break
+    fi
+done
+if [ -z "$PY" ]; then
+    apt-get install -y --no-install-recommends python3 python3-venv
+    PY=python3
+fi
+"$PY" -m venv /autograder/venv
 /autograder/venv/bin/python -m pip install --upgrade pip
 /autograder/venv/bin/python -m pip install torch==2.13.0 --index-url https://download.pytorch.org/whl/cpu
-/autograder/venv/bin/python -m pip install -r requirements.txt
-# The graded tests are read by the unprivileged user that runs the student's code.
+grep -vE '^(jupyter-book|jupyterlab|ipykernel|nbval)==' requirements.txt > /tmp/requirements-grading.txt
+/autograder/venv/bin/python -m pip install -r /tmp/requirements-grading.txt
+# The student's code runs as the user nobody: it must read the tests and the Python installation.
 chmod -R a+rX /autograder/source /autograder/venv
