@@ -14,6 +14,10 @@ prints in one run:
 * the machine's own batched-matrix-product rate on the shape of the recurrent product of that
   step, [M, B, H] @ [M, H, G*H] (G = 1 for the RNN, 4 for the LSTM).
 
+On a CPU shared with other work, wall time measures the sharing as much as the code: the CPU also
+reports process time (``time.process_time``, the core-seconds the process itself used), and with one
+thread that is the step's time on a core of its own. Both are recorded (``*_s`` and ``*_cpu_s``).
+
 FLOPs are counted for the products only: the forward does 2 B (d + H) G H per model and time step
 (input and recurrent products) plus 2 B H K for the output layer; the backward twice that (the
 gradients with respect to the inputs and to the weights). The elementwise work (gates, loss,
@@ -41,18 +45,19 @@ def sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def median_time(fn, device: torch.device, warmup: int, repeats: int) -> float:
-    """Median wall time of fn() in seconds, after warm-up, synchronising the device around each call."""
+def median_time(fn, device: torch.device, warmup: int, repeats: int) -> tuple[float, float]:
+    """Median (wall, process) time of fn() in seconds, after warm-up, synchronising the device around each call."""
     for _ in range(warmup):
         fn()
-    times = []
+    wall, cpu = [], []
     for _ in range(repeats):
         sync(device)
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         fn()
         sync(device)
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times)
+        wall.append(time.perf_counter() - t0)
+        cpu.append(time.process_time() - c0)
+    return statistics.median(wall), statistics.median(cpu)
 
 
 def step_flops(kind: str, lengths: list[int], batch: int, hidden: int, input_dim: int = 1) -> float:
@@ -62,18 +67,33 @@ def step_flops(kind: str, lengths: list[int], batch: int, hidden: int, input_dim
     return 3.0 * forward
 
 
-def matmul_rate(m: int, batch: int, hidden: int, gh: int, device: torch.device, repeats: int) -> float:
-    """Measured GFLOP/s of torch.bmm on [m, batch, hidden] @ [m, hidden, gh], random float32 data."""
+def matmul_rate(m: int, batch: int, hidden: int, gh: int, device: torch.device, repeats: int) -> tuple[float, float]:
+    """Measured GFLOP/s of torch.bmm on [m, batch, hidden] @ [m, hidden, gh], random float32 data (wall, process)."""
     g = torch.Generator().manual_seed(0)
     a = torch.randn(m, batch, hidden, generator=g).to(device)
     b = torch.randn(m, hidden, gh, generator=g).to(device)
     out = torch.empty(m, batch, gh, device=device)
-    inner = 20 if device.type == "cpu" else 200
+    inner = 1
 
     def run():
         for _ in range(inner):
             torch.bmm(a, b, out=out)
-    return 2.0 * m * batch * hidden * gh * inner / median_time(run, device, 2, repeats) / 1e9
+    inner = max(1, round(0.05 / max(median_time(run, device, 1, 3)[0], 1e-7)))  # runs of about 50 ms
+    flops = 2.0 * m * batch * hidden * gh * inner
+    return tuple(flops / max(t, 1e-9) / 1e9 for t in median_time(run, device, 2, repeats))
+
+
+def summarise(row: dict, flops: float, variants: list[str], clock: str) -> None:
+    """Add the best batched variant, its GFLOP/s, share of the bmm rate and speed-up for one clock.
+
+    ``clock`` is "" for wall time (keys like ``batched_s``) or "_cpu" for process time (``batched_cpu_s``).
+    """
+    best = min(variants, key=lambda k: row[f"{k}{clock}_s"])
+    row["best_batched" + clock] = best
+    row["achieved_gflops" + clock] = round(flops / max(row[f"{best}{clock}_s"], 1e-9) / 1e9, 1)
+    row["share_of_matmul_rate" + clock] = round(row["achieved_gflops" + clock] / max(row["matmul_gflops" + clock], 1e-9), 3)
+    if f"separate{clock}_s" in row:
+        row["speedup_vs_separate" + clock] = round(row[f"separate{clock}_s"] / max(row[f"{best}{clock}_s"], 1e-9), 2)
 
 
 def benchmark_model(kind: str, lengths: list[int], seeds: list[int], hidden: int, batch: int, device: torch.device,
@@ -83,6 +103,7 @@ def benchmark_model(kind: str, lengths: list[int], seeds: list[int], hidden: int
     generators = [torch.Generator().manual_seed(s) for _, s in slots]
     x, y = batch_of_all(slots, generators, batch, False, torch.float32, device)
     row = {"model": kind, "models": len(slots), "gflop_per_step": round(flops / 1e9, 3)}
+    timed = {}
 
     if separate:  # one reference model per slot, each with its own optimiser, as train() runs them
         nets = []
@@ -91,25 +112,22 @@ def benchmark_model(kind: str, lengths: list[int], seeds: list[int], hidden: int
             net = MODELS[kind](num_hidden=hidden).to(device)
             xb, yb = palindrome_batch(batch, t, torch.Generator().manual_seed(s))
             nets.append((net, torch.optim.RMSprop(net.parameters(), lr=1e-3), xb.to(device), yb.to(device)))
-        row["separate_s"] = sum(median_time(lambda n=n: train_step(n[0], n[1], n[2], n[3], 10.0), device, warmup,
-                                            repeats) for n in nets)
-    variants = {"batched_s": dict(skip_padding=True), "batched_masked_s": dict(skip_padding=False)}
+        times = [median_time(lambda n=n: train_step(n[0], n[1], n[2], n[3], 10.0), device, warmup, repeats)
+                 for n in nets]
+        timed["separate"] = tuple(map(sum, zip(*times)))
+    variants = {"batched": dict(skip_padding=True), "batched_masked": dict(skip_padding=False)}
     if compile:
-        variants["batched_compiled_s"] = dict(skip_padding=True, compile=True)
+        variants["batched_compiled"] = dict(skip_padding=True, compile=True)
     for name, options in variants.items():
         trainer = BatchedTrainer(initial_models(kind, slots, 1, hidden).to(device), **options)
-        row[name] = median_time(lambda: trainer.step(x, y), device, warmup + (2 if options.get("compile") else 0),
-                                repeats)
-    best = min(row[k] for k in variants)
-    row["best_batched"] = min(variants, key=row.get)
-    row["achieved_gflops"] = round(flops / best / 1e9, 1)
-    row["matmul_gflops"] = round(matmul_rate(len(slots), batch, hidden, len(GATES[kind]) * hidden, device, repeats), 1)
-    row["share_of_matmul_rate"] = round(row["achieved_gflops"] / row["matmul_gflops"], 3)
-    if separate:
-        row["speedup_vs_separate"] = round(row["separate_s"] / best, 2)
-    for k in [*variants, "separate_s"]:
-        if k in row:
-            row[k] = round(row[k], 5)
+        timed[name] = median_time(lambda: trainer.step(x, y), device, warmup + (2 if options.get("compile") else 0),
+                                  repeats)
+    rate = matmul_rate(len(slots), batch, hidden, len(GATES[kind]) * hidden, device, repeats)
+    clocks = {"": 0, "_cpu": 1} if device.type == "cpu" else {"": 0}  # process time means nothing on a GPU
+    for clock, i in clocks.items():
+        row.update({f"{name}{clock}_s": round(t[i], 5) for name, t in timed.items()})
+        row["matmul_gflops" + clock] = round(rate[i], 1)
+        summarise(row, flops, list(variants), clock)
     return row
 
 
@@ -135,12 +153,22 @@ def main(argv: list[str] | None = None) -> dict:
     lengths = parse_lengths(args.input_lengths)
     rows = [benchmark_model(kind, lengths, args.seeds, args.num_hidden, args.batch_size, device, args.warmup,
                             args.repeats, args.compile, not args.no_separate) for kind in args.models]
-    header = ("model", "models", "gflop_per_step", "separate_s", "batched_s", "batched_masked_s",
-              "batched_compiled_s", "speedup_vs_separate", "achieved_gflops", "matmul_gflops", "share_of_matmul_rate")
-    print(f"device {device}, torch threads {torch.get_num_threads()}; seconds per training step of all models")
-    print(" ".join(f"{h:>12.12}" for h in header))
-    for row in rows:
-        print(" ".join(f"{str(row.get(h, '-')):>12.12}" for h in header))
+    header = ("model", "models", "gflop_per_step", "separate", "batched", "batched_masked", "batched_compiled",
+              "speedup_vs_separate", "achieved_gflops", "matmul_gflops", "share_of_matmul_rate")
+    print(f"device {device}, torch threads {torch.get_num_threads()}")
+    timed = ("separate", "batched", "batched_masked", "batched_compiled")
+
+    def key(column: str, clock: str) -> str:
+        if column in ("model", "models", "gflop_per_step"):
+            return column
+        return f"{column}{clock}_s" if column in timed else column + clock
+
+    for clock, name in (("", "wall"), ("_cpu", "process")):
+        if f"batched{clock}_s" in rows[0]:
+            print(f"{name} time: seconds per training step of all models")
+            print(" ".join(f"{h:>12.12}" for h in header))
+            for row in rows:
+                print(" ".join(f"{str(row.get(key(h, clock), '-')):>12.12}" for h in header))
     record = {**provenance({k: v for k, v in vars(args).items() if k != "out"} | {"input_lengths": lengths}, started),
               "device": str(device), "rows": rows}
     if args.out is not None:

@@ -134,3 +134,15 @@ def test_a_stopped_sweep_resumes_in_process_and_refuses_other_settings(tmp_path)
     resumed = sweep("lstm", out=tmp_path / "b", **settings)
     assert resumed["runs"] == whole["runs"] and resumed["complete"]
     assert whole["eval_steps"] == [10, 20, 30, 40]
+
+
+def test_the_benchmark_runs_and_records_both_clocks(tmp_path, capsys):
+    from experiments.part1_benchmark import main, step_flops
+    assert step_flops("rnn", [2], batch=1, hidden=1) == 3 * (2 * 1 * 2 * 1 * 2 + 2 * 1 * 1 * 10)
+    record = main(["--input-lengths", "3-4", "--num-hidden", "4", "--batch-size", "2", "--warmup", "0",
+                   "--repeats", "1", "--device", "cpu", "--out", str(tmp_path / "b.json")])
+    assert "process time" in capsys.readouterr().out
+    for row in record["rows"]:
+        assert row["models"] == 2 and row["separate_s"] > 0 and row["batched_cpu_s"] > 0
+        assert row["speedup_vs_separate"] == round(row["separate_s"] / max(row[row["best_batched"] + "_s"], 1e-9), 2)
+    assert json.loads((tmp_path / "b.json").read_text())["rows"] == record["rows"]
