@@ -5,7 +5,7 @@
 | 1.1 gradients | 4: ``rnn_gradients`` against autograd | 6: the derivation, its time dependence, vanishing/exploding gradients |
 | 1.2 vanilla RNN | 7: parameters, the cell against torch.nn.RNN, logits, train_step with clipping | 3: what clip_grad_norm_ does |
 | 1.3 palindromes | 2: the RNN learns input length 5 | 3: the accuracy-against-length experiment |
-| 1.4 optimisers | see test_part1_optimisers.py | |
+| 1.4 optimisers | 3: momentum, RMSprop and Adam follow torch.optim step by step (test_part1_optimisers.py) | 2: their benefits over plain SGD |
 | 1.5 LSTM gates | 2: the closed-form parameter count | 3: the purpose of each gate |
 | 1.6 LSTM | 6: parameters, the cell against torch.nn.LSTM, logits, learning | 4: the experiment and the comparison |
 
