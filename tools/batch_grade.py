@@ -68,8 +68,9 @@ def grade_one(submission: Path, results: Path, time_limit: float, grader_args: l
         else:
             row["report"] = report
             first = report.get("output", "").split("\n\n")[0]
-            if first.startswith(("could not read", "ignored")):
+            if first.startswith(("could not read", "ignored")):  # graded, with a note; unreadable is an error
                 row["error"] = first.replace("\n", "; ")[:300]
+                row["status"] = "error" if first.startswith("could not read") else "ok"
     return row
 
 

@@ -187,7 +187,8 @@ def test_batch_grading_writes_one_row_per_submission(tmp_path):
     assert (rows["alice"]["status"], rows["alice"]["1.6"], rows["alice"]["total"], rows["alice"]["possible"]) == \
         ("ok", "1.0", "1.0", "1.0")
     assert (rows["bob"]["status"], rows["bob"]["total"], rows["bob"]["error"]) == ("ok", "0.0", "")
-    assert rows["carol"]["total"] == "0.0" and "could not read the submission" in rows["carol"]["error"]
+    assert (rows["carol"]["status"], rows["carol"]["total"]) == ("error", "0.0")
+    assert "could not read the submission" in rows["carol"]["error"]
     assert json.loads((tmp_path / "scores.csv.d" / "graded-tests.json").read_text())["tests"], "collected once, kept"
     assert json.loads((tmp_path / "scores.csv.d" / "alice.json").read_text())["score"] == 1
 
