@@ -15,7 +15,7 @@ How a submission is graded
    overlays the student's ``.py`` files onto them (nothing outside the package, no ``conftest.py``).
 2. A child collects the graded tests (``tests/graded`` and ``tests/hidden``) against the pristine
    stubs, so the list of tests and their points comes from code no student touched.
-3. For every test file, a child process runs that file's graded tests against the submission,
+3. For every test file (or every test, with ``--per test``), a child process runs its graded tests against the submission,
    in a fresh copy of the tests, in its own session (process group), time-limited, with a
    minimal environment, and, when the grader runs as root (as on Gradescope), as the unprivileged
    user ``nobody``, which can neither write the results folder nor touch the parent.
@@ -301,8 +301,16 @@ def graded_tests(sandbox: Sandbox, tests: list[str], keyword: str | None, cache:
 
 
 def grade(submission: Path, results: Path, *, tests: list[str] | tuple[str, ...] = TESTS, timeout: float = 60,
-          keyword: str | None = None, user: str | None = "nobody", manifest_cache: Path | None = None) -> dict:
-    """Grade one submission into Gradescope's ``results.json``; returns the report written."""
+          keyword: str | None = None, user: str | None = "nobody", manifest_cache: Path | None = None,
+          per: str = "file") -> dict:
+    """Grade one submission into Gradescope's ``results.json``; returns the report written.
+
+    ``per="file"`` runs each test file in one child (a crash restarts it after the crashed test);
+    ``per="test"`` runs every test in its own child: stricter, and slower by one interpreter start
+    (and one ``import torch``) per test.
+    """
+    if per not in ("file", "test"):
+        raise ValueError(f"per must be 'file' or 'test', not {per!r}")
     sys.path.insert(0, str(ROOT))
     from tests.grading import Grader, Result
     grader = Grader()
@@ -322,7 +330,7 @@ def grade(submission: Path, results: Path, *, tests: list[str] | tuple[str, ...]
             found = find_package(Path(submission), Path(tmp) / "submission")
             messages += overlay(found, package)
             for nodeid in manifest:
-                by_file.setdefault(nodeid.split("::")[0], []).append(nodeid)
+                by_file.setdefault(nodeid.split("::")[0] if per == "file" else nodeid, []).append(nodeid)
         except (ValueError, OSError, zipfile.BadZipFile) as exc:  # nothing of the student's to run
             messages.append(f"could not read the submission: {exc}; no test was run")
             for result in grader.results.values():
@@ -387,6 +395,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--timeout", type=float, default=60, help="seconds per test (default: %(default)s)")
     parser.add_argument("--user", default="nobody", help="run student code as this user when root ('' = as us)")
     parser.add_argument("--manifest", type=Path, help="keep the collected graded tests in this file (a batch)")
+    parser.add_argument("--per", choices=("file", "test"), default="file",
+                        help="one child process per test file (default) or per test")
     args = parser.parse_args(argv)
     signal.signal(signal.SIGTERM, _stop)
     if args.out is None and args.grade is None:
@@ -397,7 +407,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.grade is not None:
         start = time.monotonic()
         report = grade(args.grade, args.results, tests=args.tests, timeout=args.timeout, keyword=args.keyword,
-                       user=args.user or None, manifest_cache=args.manifest)
+                       user=args.user or None, manifest_cache=args.manifest, per=args.per)
         print(report["output"])
         print(f"wrote {args.results} in {time.monotonic() - start:.0f} s")
     return 0

@@ -134,7 +134,7 @@ def test_a_hostile_submission_gains_nothing(tmp_path, attack):
     models = package / "part1" / "models.py"
     models.write_text(models.read_text() + ATTACKS[attack].format(results=str(results), marker=str(marker)))
     (package / "conftest.py").write_text(CONFTEST)
-    report = grade(tmp_path, results, tests=HIDDEN, user=None)
+    report = grade(tmp_path, results, tests=HIDDEN, user=None, per="test")
     assert marker.exists(), "the attack never ran: this test would prove nothing"
     assert report["score"] == 0 and [t["status"] for t in report["tests"]] == ["failed"], report
     assert json.loads(results.read_text()) == report, "results.json must be the grader's, not the submission's"
