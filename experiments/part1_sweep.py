@@ -272,7 +272,9 @@ def sweep(model: str = "rnn", input_lengths: list[int] = tuple(range(5, 21)), se
           progress: bool = True, stop_after: int | None = None) -> dict:
     """Train every (input_length, seed) of one model kind at once; write and return the result record.
 
-    Resumes from ``<out>/<model>.ckpt.pt`` when it exists and was made with the same settings.
+    Resumes from ``<out>/<model>.ckpt.pt`` when it exists and was made with the same settings; returns
+    the finished result of the same settings without training again; refuses to overwrite a result of
+    other settings.
     ``stop_after`` ends the run after that step as an interruption would (for tests).
     """
     started = time.perf_counter()
@@ -299,6 +301,13 @@ def sweep(model: str = "rnn", input_lengths: list[int] = tuple(range(5, 21)), se
     curves = {key: [] for key in ("step", "train_loss", "train_accuracy", "eval_loss", "eval_accuracy")}
     step, elapsed_before, sessions = 0, 0.0, 1
 
+    if result_path.exists() and not ckpt_path.exists():  # never overwrite finished results of other settings
+        done = json.loads(result_path.read_text())
+        if done.get("settings") != settings:
+            raise ValueError(f"{result_path} holds results of other settings ({done.get('settings')}); "
+                             f"delete it or use another --out")
+        if done.get("complete"):
+            return done
     if ckpt_path.exists():
         ckpt = torch.load(ckpt_path, map_location="cpu", weights_only=False)  # generator states stay on the CPU
         if ckpt["settings"] != settings:

@@ -133,6 +133,9 @@ def test_a_stopped_sweep_resumes_in_process_and_refuses_other_settings(tmp_path)
         sweep("lstm", out=tmp_path / "b", **{**settings, "num_hidden": 7})
     resumed = sweep("lstm", out=tmp_path / "b", **settings)
     assert resumed["runs"] == whole["runs"] and resumed["complete"]
+    assert sweep("lstm", out=tmp_path / "b", **settings) == json.loads((tmp_path / "b" / "lstm.json").read_text())
+    with pytest.raises(ValueError, match="other settings"):  # finished results are never overwritten
+        sweep("lstm", out=tmp_path / "b", **{**settings, "train_steps": 20})
     assert whole["eval_steps"] == [10, 20, 30, 40]
 
 
