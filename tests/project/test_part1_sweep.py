@@ -112,7 +112,7 @@ def test_a_killed_sweep_resumes_to_the_same_result(tmp_path):
     assert run_sweep(whole, steps, 20).wait(timeout=600) == 0
     proc = run_sweep(killed, steps, 20)
     deadline = time.time() + 300
-    while not (killed / "rnn.ckpt.pt").exists() and time.time() < deadline and proc.poll() is None:
+    while not (killed / "rnn.json").exists() and time.time() < deadline and proc.poll() is None:  # after a checkpoint
         time.sleep(0.05)
     proc.send_signal(signal.SIGKILL)
     proc.wait()
