@@ -33,10 +33,19 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
+def command_line() -> str | None:
+    """The command that started this process, as one would type it (``python -m pkg.mod ...``)."""
+    if not sys.argv or not sys.argv[0] or "ipykernel" in sys.argv[0]:
+        return None  # an interactive session or a notebook kernel
+    spec = getattr(sys.modules.get("__main__"), "__spec__", None)
+    program = ["-m", spec.name] if spec is not None else [sys.argv[0]]
+    return shlex.join(["python", *program, *sys.argv[1:]])
+
+
 def provenance(settings: dict[str, Any], started: float | None = None) -> dict[str, Any]:
     """What a result file records beside its numbers: the command, the settings and the versions."""
     record = {
-        "command": shlex.join([Path(sys.executable).name, *sys.argv]) if sys.argv and sys.argv[0] else None,
+        "command": command_line(),
         "settings": settings,
         "versions": {"python": platform.python_version(), "torch": torch.__version__, "numpy": np.__version__},
         "machine": {"platform": platform.platform(), "processor": platform.machine(),
