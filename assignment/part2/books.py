@@ -87,6 +87,9 @@ def fetch(name: str, mirror: str | os.PathLike | None = None, cache: str | os.Pa
     url, downloader = book["url"], None
     if folder is not None:
         url, downloader = f"mirror://{book['file']}", _copy_from(folder)
+    logger = pooch.get_logger()
+    level = logger.level
+    logger.setLevel("WARNING")  # pooch reports a first fetch on stderr; a notebook's output must not depend on the cache
     try:
         path = pooch.retrieve(url, known_hash=f"sha256:{book['sha256']}", fname=book["file"], path=cache,
                               downloader=downloader, progressbar=progressbar)
@@ -94,6 +97,8 @@ def fetch(name: str, mirror: str | os.PathLike | None = None, cache: str | os.Pa
         where = folder / book["file"] if folder is not None else book["url"]
         raise ValueError(f"{where}: sha256 does not match data/books.json for {name!r} "
                          f"(a corrupted or different file); expected {book['sha256']}. ({exc})") from None
+    finally:
+        logger.setLevel(level)
     return Path(path)
 
 
