@@ -8,13 +8,17 @@ prints in one run:
 * the time of one training step of all lengths as separate runs (``solutions.part1.train.train_step``
   on each reference model in turn, the sum over lengths);
 * the time of one step of the batched trainer (``experiments.part1_sweep``) that skips padding,
-  with the masked update over padding instead, and (``--compile``) under torch.compile;
+  with its hand-written backward pass (``StackedRecurrence``, the sweep's default) and step by step
+  under autograd, with the masked update over padding instead, and (``--compile``) the autograd
+  version under torch.compile;
 * their ratio, and the achieved GFLOP/s: the matrix-product FLOPs of forward and backward over
   the step time;
 * the machine's own batched-matrix-product rate on the shape of the recurrent product of that
   step, [M, B, H] @ [M, H, G*H] (G = 1 for the RNN, 4 for the LSTM).
 
-On a CPU shared with other work, wall time measures the sharing as much as the code: the CPU also
+All of these are timed in turns (one call of each per round, the median over ``--repeats`` rounds),
+so that a machine whose speed drifts while the benchmark runs slows them all alike. On a CPU shared
+with other work, wall time measures the sharing as much as the code: the CPU also
 reports process time (``time.process_time``, the core-seconds the process itself used), and with one
 thread that is the step's time on a core of its own. Both are recorded (``*_s`` and ``*_cpu_s``).
 
@@ -45,19 +49,30 @@ def sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def median_time(fn, device: torch.device, warmup: int, repeats: int) -> tuple[float, float]:
-    """Median (wall, process) time of fn() in seconds, after warm-up, synchronising the device around each call."""
+def median_times(fns: dict, device: torch.device, warmup: int, repeats: int) -> dict[str, tuple[float, float]]:
+    """Median (wall, process) time in seconds of each fn(), after warm-up, synchronising the device around each call.
+
+    The functions take turns (one call of each per round), so a machine that speeds up or slows down
+    while the benchmark runs (a shared CPU does) changes all of them alike and their ratios stay fair.
+    """
     for _ in range(warmup):
-        fn()
-    wall, cpu = [], []
+        for fn in fns.values():
+            fn()
+    wall, cpu = {name: [] for name in fns}, {name: [] for name in fns}
     for _ in range(repeats):
-        sync(device)
-        t0, c0 = time.perf_counter(), time.process_time()
-        fn()
-        sync(device)
-        wall.append(time.perf_counter() - t0)
-        cpu.append(time.process_time() - c0)
-    return statistics.median(wall), statistics.median(cpu)
+        for name, fn in fns.items():
+            sync(device)
+            t0, c0 = time.perf_counter(), time.process_time()
+            fn()
+            sync(device)
+            wall[name].append(time.perf_counter() - t0)
+            cpu[name].append(time.process_time() - c0)
+    return {name: (statistics.median(wall[name]), statistics.median(cpu[name])) for name in fns}
+
+
+def median_time(fn, device: torch.device, warmup: int, repeats: int) -> tuple[float, float]:
+    """Median (wall, process) time of fn() alone (see ``median_times``)."""
+    return median_times({"fn": fn}, device, warmup, repeats)["fn"]
 
 
 def step_flops(kind: str, lengths: list[int], batch: int, hidden: int, input_dim: int = 1) -> float:
@@ -67,8 +82,8 @@ def step_flops(kind: str, lengths: list[int], batch: int, hidden: int, input_dim
     return 3.0 * forward
 
 
-def matmul_rate(m: int, batch: int, hidden: int, gh: int, device: torch.device, repeats: int) -> tuple[float, float]:
-    """Measured GFLOP/s of torch.bmm on [m, batch, hidden] @ [m, hidden, gh], random float32 data (wall, process)."""
+def matmul_probe(m: int, batch: int, hidden: int, gh: int, device: torch.device):
+    """(run, flops): about 50 ms of torch.bmm on [m, batch, hidden] @ [m, hidden, gh], random float32 data."""
     g = torch.Generator().manual_seed(0)
     a = torch.randn(m, batch, hidden, generator=g).to(device)
     b = torch.randn(m, hidden, gh, generator=g).to(device)
@@ -79,8 +94,7 @@ def matmul_rate(m: int, batch: int, hidden: int, gh: int, device: torch.device, 
         for _ in range(inner):
             torch.bmm(a, b, out=out)
     inner = max(1, round(0.05 / max(median_time(run, device, 1, 3)[0], 1e-7)))  # runs of about 50 ms
-    flops = 2.0 * m * batch * hidden * gh * inner
-    return tuple(flops / max(t, 1e-9) / 1e9 for t in median_time(run, device, 2, repeats))
+    return run, 2.0 * m * batch * hidden * gh * inner
 
 
 def summarise(row: dict, flops: float, variants: list[str], clock: str) -> None:
@@ -103,7 +117,7 @@ def benchmark_model(kind: str, lengths: list[int], seeds: list[int], hidden: int
     generators = [torch.Generator().manual_seed(s) for _, s in slots]
     x, y = batch_of_all(slots, generators, batch, False, torch.float32, device)
     row = {"model": kind, "models": len(slots), "gflop_per_step": round(flops / 1e9, 3)}
-    timed = {}
+    fns = {}  # name -> one training step (or the matmul probe), timed in turns
 
     if separate:  # one reference model per slot, each with its own optimiser, as train() runs them
         nets = []
@@ -112,17 +126,22 @@ def benchmark_model(kind: str, lengths: list[int], seeds: list[int], hidden: int
             net = MODELS[kind](num_hidden=hidden).to(device)
             xb, yb = palindrome_batch(batch, t, torch.Generator().manual_seed(s))
             nets.append((net, torch.optim.RMSprop(net.parameters(), lr=1e-3), xb.to(device), yb.to(device)))
-        times = [median_time(lambda n=n: train_step(n[0], n[1], n[2], n[3], 10.0), device, warmup, repeats)
-                 for n in nets]
-        timed["separate"] = tuple(map(sum, zip(*times)))
-    variants = {"batched": dict(skip_padding=True), "batched_masked": dict(skip_padding=False)}
+        fns.update({f"separate/{i}": lambda n=n: train_step(n[0], n[1], n[2], n[3], 10.0) for i, n in enumerate(nets)})
+    variants = {"batched": dict(skip_padding=True), "batched_autograd": dict(skip_padding=True, fused=False),
+                "batched_masked": dict(skip_padding=False)}
     if compile:
-        variants["batched_compiled"] = dict(skip_padding=True, compile=True)
+        variants["batched_compiled"] = dict(skip_padding=True, fused=False, compile=True)
     for name, options in variants.items():
         trainer = BatchedTrainer(initial_models(kind, slots, 1, hidden).to(device), **options)
-        timed[name] = median_time(lambda: trainer.step(x, y), device, warmup + (2 if options.get("compile") else 0),
-                                  repeats)
-    rate = matmul_rate(len(slots), batch, hidden, len(GATES[kind]) * hidden, device, repeats)
+        if options.get("compile"):  # compile before the timed rounds
+            for _ in range(2):
+                trainer.step(x, y)
+        fns[name] = lambda trainer=trainer: trainer.step(x, y)
+    fns["matmul"], matmul_flops = matmul_probe(len(slots), batch, hidden, len(GATES[kind]) * hidden, device)
+    timed = median_times(fns, device, warmup, repeats)  # all in turns: see median_times
+    if separate:
+        timed["separate"] = tuple(map(sum, zip(*(timed.pop(f"separate/{i}") for i in range(len(nets))))))
+    rate = tuple(matmul_flops / max(t, 1e-9) / 1e9 for t in timed.pop("matmul"))
     clocks = {"": 0, "_cpu": 1} if device.type == "cpu" else {"": 0}  # process time means nothing on a GPU
     for clock, i in clocks.items():
         row.update({f"{name}{clock}_s": round(t[i], 5) for name, t in timed.items()})
@@ -153,10 +172,10 @@ def main(argv: list[str] | None = None) -> dict:
     lengths = parse_lengths(args.input_lengths)
     rows = [benchmark_model(kind, lengths, args.seeds, args.num_hidden, args.batch_size, device, args.warmup,
                             args.repeats, args.compile, not args.no_separate) for kind in args.models]
-    header = ("model", "models", "gflop_per_step", "separate", "batched", "batched_masked", "batched_compiled",
-              "speedup_vs_separate", "achieved_gflops", "matmul_gflops", "share_of_matmul_rate")
+    header = ("model", "models", "gflop_per_step", "separate", "batched", "batched_autograd", "batched_masked",
+              "batched_compiled", "speedup_vs_separate", "achieved_gflops", "matmul_gflops", "share_of_matmul_rate")
     print(f"device {device}, torch threads {torch.get_num_threads()}")
-    timed = ("separate", "batched", "batched_masked", "batched_compiled")
+    timed = ("separate", "batched", "batched_autograd", "batched_masked", "batched_compiled")
 
     def key(column: str, clock: str) -> str:
         if column in ("model", "models", "gflop_per_step"):

@@ -19,8 +19,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from experiments.part1_sweep import (BatchedTrainer, StackedModels, batch_of_all, held_out_batches, initial_models,
-                                     left_pad, model_slots, parse_lengths, sweep)
+from experiments.part1_sweep import (BatchedTrainer, StackedModels, StackedRecurrence, batch_of_all, held_out_batches,
+                                     initial_models, left_pad, model_slots, parse_lengths, sweep)
 from solutions.common import seed_everything
 from solutions.part1.models import MODELS
 from solutions.part1.palindrome import palindrome_stream
@@ -30,14 +30,15 @@ ROOT = Path(__file__).resolve().parents[2]
 TIGHT = {"rtol": 1e-10, "atol": 1e-12}
 
 
-@pytest.mark.parametrize("skip_padding", [True, False], ids=["skip-padding", "masked"])
+@pytest.mark.parametrize("skip_padding, fused", [(True, True), (True, False), (False, False)],
+                         ids=["skip-padding-fused", "skip-padding-autograd", "masked"])
 @pytest.mark.parametrize("kind", ["rnn", "lstm"])
-def test_batched_models_equal_separate_models_float64(kind, skip_padding):
+def test_batched_models_equal_separate_models_float64(kind, skip_padding, fused):
     slots = model_slots([5, 9, 7, 6], [0, 3])  # 8 models, longest first
     hidden, batch, steps, lr = 12, 6, 4, 0.01
     max_norm = {"rnn": 2.0, "lstm": 0.9}[kind]  # between the models' gradient norms: some are clipped
     stack = initial_models(kind, slots, input_dim=1, num_hidden=hidden, dtype=torch.float64)
-    trainer = BatchedTrainer(stack, learning_rate=lr, max_norm=max_norm, skip_padding=skip_padding)
+    trainer = BatchedTrainer(stack, learning_rate=lr, max_norm=max_norm, skip_padding=skip_padding, fused=fused)
     references = []
     for t, seed in slots:  # exactly what solutions.part1.train.train builds
         seed_everything(seed)
@@ -74,6 +75,56 @@ def test_batched_models_equal_separate_models_float64(kind, skip_padding):
         loss, acc = evaluate(net, [(x.double(), y) for x, y in (next(stream), next(stream))])
         torch.testing.assert_close(eval_losses[m].item(), loss, **TIGHT)
         assert eval_accs[m].item() == pytest.approx(acc)
+
+
+@pytest.mark.parametrize("input_dim", [1, 3])
+@pytest.mark.parametrize("kind", ["rnn", "lstm"])
+def test_stacked_recurrence_gradcheck(kind, input_dim):
+    """The hand-written backward pass of StackedRecurrence against finite differences, and its
+    forward pass and gradients against the autograd loop, in float64 on tiny sizes."""
+    lengths, hidden, batch = [4, 3, 3, 1], 3, 2
+    torch.manual_seed(0)
+    stack = StackedModels(kind, lengths, input_dim=input_dim, num_hidden=hidden, dtype=torch.float64)
+    for p in stack.parameters():
+        torch.nn.init.normal_(p, std=0.7)
+    x = torch.randn(len(lengths), batch, lengths[0], input_dim, dtype=torch.float64)
+    for m, t in enumerate(lengths):
+        x[m, :, :lengths[0] - t] = 0  # left padding
+    weights = [stack.W_x, stack.W_h, stack.b]
+    recurrence = lambda W_x, W_h, b: StackedRecurrence.apply(x, W_x, W_h, b, stack.active, kind == "lstm")  # noqa: E731
+    assert torch.autograd.gradcheck(recurrence, weights)
+
+    def logits_and_grads(fused: bool) -> list[torch.Tensor]:
+        stack.zero_grad()
+        logits = stack(x, fused=fused)
+        (logits * torch.linspace(-1, 1, logits.numel(), dtype=torch.float64).view_as(logits)).sum().backward()
+        return [logits.detach()] + [p.grad.clone() for p in stack.parameters()]
+
+    for fused, plain in zip(logits_and_grads(fused=True), logits_and_grads(fused=False)):
+        torch.testing.assert_close(fused, plain, **TIGHT)
+
+
+def test_stacked_recurrence_reuses_its_buffers_only_once_they_are_free():
+    torch.manual_seed(1)
+    stack = StackedModels("lstm", [4, 2], num_hidden=3, dtype=torch.float64)
+    for p in stack.parameters():
+        torch.nn.init.normal_(p)
+    x1, x2 = torch.randn(2, 2, 2, 4, 1, dtype=torch.float64)
+
+    def grads(fused: bool) -> list[torch.Tensor]:
+        stack.zero_grad()
+        first = stack(x1, fused=fused)
+        stack(x2, fused=fused).sum().backward()  # while the graph of the first call is alive
+        first.pow(2).sum().backward()
+        return [p.grad.clone() for p in stack.parameters()]
+
+    for fused, plain in zip(grads(True), grads(False)):
+        torch.testing.assert_close(fused, plain, **TIGHT)
+    buffers = [b.data_ptr() for b in stack._workspace["buffers"]]
+    stack(x1).sum().backward()
+    with torch.no_grad():
+        stack(x2)
+    assert [b.data_ptr() for b in stack._workspace["buffers"]] == buffers, "free buffers are reused"
 
 
 def test_bad_input_is_refused():
