@@ -27,11 +27,11 @@ from pathlib import Path
 
 import torch
 
-from solutions.common import atomic_write_json
+from solutions.common import atomic_write_json, environment
 from solutions.part2.books import ROOT, resolve_text
 from solutions.part2.dataset import encode, read_text
 from solutions.part2.sampling import random_first_characters, sample_text
-from solutions.part2.train import Config, char_nll, environment, load_model, resume, save_model, train
+from solutions.part2.train import Config, char_nll, load_model, resume, save_model, train
 
 BOOKS = ["communist_manifesto", "sherlock_holmes", "king_james_bible"]
 TEMPERATURES = [0.0, 0.5, 1.0, 2.0]

@@ -42,15 +42,25 @@ def command_line() -> str | None:
     return shlex.join(["python", *program, *sys.argv[1:]])
 
 
+VERSION_KEYS = ("python", "torch", "numpy")
+
+
+def environment() -> dict[str, Any]:
+    """The versions and the machine a result was made with."""
+    return {"python": platform.python_version(), "torch": torch.__version__, "numpy": np.__version__,
+            "platform": platform.platform(), "processor": platform.machine(),
+            "cuda": torch.cuda.get_device_name() if torch.cuda.is_available() else None,
+            "torch_threads": torch.get_num_threads()}
+
+
 def provenance(settings: dict[str, Any], started: float | None = None) -> dict[str, Any]:
     """What a result file records beside its numbers: the command, the settings and the versions."""
+    env = environment()
     record = {
         "command": command_line(),
         "settings": settings,
-        "versions": {"python": platform.python_version(), "torch": torch.__version__, "numpy": np.__version__},
-        "machine": {"platform": platform.platform(), "processor": platform.machine(),
-                    "cuda": torch.cuda.get_device_name() if torch.cuda.is_available() else None,
-                    "torch_threads": torch.get_num_threads()},
+        "versions": {k: env[k] for k in VERSION_KEYS},
+        "machine": {k: v for k, v in env.items() if k not in VERSION_KEYS},
         "date": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
     }
     if started is not None:

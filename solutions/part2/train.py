@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import platform
 import sys
 import time
 from dataclasses import asdict, dataclass, field
@@ -28,7 +27,7 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
-from ..common import atomic_torch_save, atomic_write_json, resolve_device
+from ..common import atomic_torch_save, atomic_write_json, environment, resolve_device
 from .books import ROOT, resolve_text
 from .dataset import TextDataset
 from .model import TextGenerationModel
@@ -118,14 +117,6 @@ def validation_loss(model, ids: torch.Tensor, seq_length: int) -> float:
         raise ValueError(f"the held-out text needs at least {seq_length + 1} characters, has {len(ids)}")
     windows = ids[: n * seq_length + 1].unfold(0, seq_length + 1, seq_length)  # (n, L+1)
     return char_nll(model, windows).mean().item()
-
-
-def environment() -> dict:
-    """Versions and device, for the provenance of results."""
-    return {"python": platform.python_version(), "torch": torch.__version__, "platform": platform.platform(),
-            "processor": platform.processor() or platform.machine(),
-            "torch_threads": torch.get_num_threads(),
-            "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None}
 
 
 def save_model(model: TextGenerationModel, vocab: list[str], config: Config, path: str | os.PathLike) -> None:
