@@ -22,10 +22,15 @@ with other work, wall time measures the sharing as much as the code: the CPU als
 reports process time (``time.process_time``, the core-seconds the process itself used), and with one
 thread that is the step's time on a core of its own. Both are recorded (``*_s`` and ``*_cpu_s``).
 
-FLOPs are counted for the products only: the forward does 2 B (d + H) G H per model and time step
-(input and recurrent products) plus 2 B H K for the output layer; the backward twice that (the
-gradients with respect to the inputs and to the weights). The elementwise work (gates, loss,
-clipping, RMSprop) is not counted, so the GFLOP/s slightly understate the real work.
+FLOPs are counted for the matrix products a model needs, whoever computes them. A model of input
+length T does, per training step, in the forward pass the input product (2 B d G H per time step),
+the recurrent product from its second step on (2 B H G H; its first step has h_0 = 0) and the
+output layer (2 B H K); the backward pass does the same products once more for the weight
+gradients and once more for the gradient with respect to h (not for the input, whose gradient
+nobody needs): 3 (T - 1) 2BHGH + 2 T 2BdGH + 3 2BHK in all. For all 16 lengths of the LSTM that is
+9.3 GFLOP. The separate runs compute the zero products of h_0 as well; the batched trainer skips
+them, and the count includes neither. The elementwise work (gates, loss, clipping, RMSprop) is not
+counted, so the GFLOP/s understate the real work a little.
 """
 from __future__ import annotations
 
@@ -76,10 +81,10 @@ def median_time(fn, device: torch.device, warmup: int, repeats: int) -> tuple[fl
 
 
 def step_flops(kind: str, lengths: list[int], batch: int, hidden: int, input_dim: int = 1) -> float:
-    """Matrix-product FLOPs of one forward and backward pass of all models (see the module doc)."""
+    """Matrix-product FLOPs that one forward and backward pass of all models needs (see the module doc)."""
     gh = len(GATES[kind]) * hidden
-    forward = sum(2 * batch * (input_dim + hidden) * gh * t + 2 * batch * hidden * NUM_CLASSES for t in lengths)
-    return 3.0 * forward
+    recurrent, inputs, output = 2 * batch * hidden * gh, 2 * batch * input_dim * gh, 2 * batch * hidden * NUM_CLASSES
+    return float(sum(3 * (t - 1) * recurrent + 2 * t * inputs + 3 * output for t in lengths))
 
 
 def matmul_probe(m: int, batch: int, hidden: int, gh: int, device: torch.device):

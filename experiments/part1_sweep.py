@@ -20,10 +20,12 @@ are trained together, and each one is exactly the model that a separate ``train(
   the masked update over every model instead (slower; kept for the benchmark and the test).
 * **Backpropagation through time by hand.** With padding skipped, the recurrence of all models is
   one ``StackedRecurrence`` (a ``torch.autograd.Function``): one batched product per time step for
-  the input, the recurrent weights and the bias together, the gate derivatives written out in a few
-  in-place passes over buffers kept from step to step, no autograd graph of hundreds of small
-  operations and no zero-filled gradients of per-step weight slices. ``fused=False`` runs the same
-  computation step by step under autograd (for the test, and for ``--compile``).
+  the input, the recurrent weights and the bias together (the input and the bias alone for a
+  model's first step, whose h_0 = 0), tanh computed as 2 sigmoid(2a) - 1 (several times faster on a
+  CPU), the gate derivatives written out in a few in-place passes over buffers kept from step to
+  step, no autograd graph of hundreds of small operations and no zero-filled gradients of per-step
+  weight slices. ``fused=False`` runs the same computation step by step under autograd (for the
+  test, and for ``--compile``).
 * **Per-model clipping, one optimiser.** The loss is the sum of the models' mean cross-entropies,
   so each model's gradient is its own. Each model's gradient is scaled by
   min(1, max_norm / (its global norm + 1e-6)), the rule of ``clip_grad_norm_``, with the norm taken
@@ -93,13 +95,22 @@ class StackedRecurrence(torch.autograd.Function):
     ``StackedModels.forward(x, fused=False)``, in less time:
 
     * **One product per step and direction.** The state, the input and a 1 are stacked as
-      z_t = [h_{t-1}, x_t, 1] [k, B, H + d + 1] (k = ``active[t]``; a model that starts at step t has
-      h_{t-1} = 0) and the weights as W = [W_h, W_x, b] [M, G*H, H + d + 1], so the pre-activations
-      a_t = z_t W^T [k, B, G*H] are one ``bmm`` (recurrent product, input product and bias at once),
-      and the backward pass adds z_t^T da_t to dW^T with one more.
+      z_t = [h_{t-1}, x_t, 1] [k, B, H + d + 1] (k = ``active[t]``) and the weights as
+      W^T = [W_h, W_x, b]^T [M, H + d + 1, G*H], so the pre-activations a_t = z_t W^T [k, B, G*H] are
+      one ``bmm`` (recurrent product, input product and bias at once), and the backward pass adds
+      z_t^T da_t to dW^T with one more. The models that start at step t have h_{t-1} = 0: for them
+      only the last d + 1 columns of z_t take part (a second, small product), so no time goes into
+      products with zeros, forward or backward.
+    * **tanh as a sigmoid.** tanh(a) = 2 sigmoid(2a) - 1 is the same function, and on a CPU
+      ``torch.sigmoid`` is several times faster than ``torch.tanh`` (which is slower still on a
+      strided view). So the rows of W of the RNN's state and of the LSTM's g gate are doubled, one
+      ``sigmoid_`` covers all gates of a step, and g or h is 2 s - 1 (one ``torch.add`` with
+      ``alpha=2``); tanh c_t is 2 sigmoid(2 c_t) - 1 likewise. In float32 this differs from
+      ``torch.tanh`` by at most a few units in the last place of 1 (``tests/project/test_part1_sweep.py``
+      bounds it), well below the rounding differences between batched and separate matrix products.
     * **No autograd graph.** The forward pass keeps in buffers, allocated once for all steps, what
-      the backward pass needs (z_t; the RNN's h_t; the LSTM's sigmoids i, f, o, tanh g, c_t, tanh c_t)
-      and the backward pass runs through time once, in buffers reused at every step::
+      the backward pass needs (z_t, which holds h_{t-1}; the LSTM's g, sigmoids i, f, o, c_t and
+      tanh c_t) and the backward pass runs through time once, in buffers reused at every step::
 
           RNN:   da = dh (1 - h²)
           LSTM:  dc = dh o (1 - tanh² c) + dc_next          (dc_next = f_{t+1} dc_{t+1}, 0 at T)
@@ -115,81 +126,95 @@ class StackedRecurrence(torch.autograd.Function):
     def forward(ctx, x, W_x, W_h, b, active, lstm, workspace=None):
         _, batch, t_max, d = x.shape
         gh, hid = W_h.shape[1:]
-        W_T = torch.cat([W_h, W_x, b.unsqueeze(2)], 2).transpose(1, 2)  # [M, H + d + 1, G*H]
-        start = [0]  # rows start[t]:start[t + 1] of the buffers hold step t's k = active[t] models
-        for k in active:
-            start.append(start[-1] + k)
-        # every z_t; every step's pre-activations, then RNN h_t or LSTM sigmoids (i, f, o); the LSTM's tanh g,
-        # c_t and tanh c_t
-        shapes = [(start[-1], batch, hid + d + 1), (start[-1], batch, gh)] + [(start[-1], batch, hid)] * 3 * lstm
-        Z, A, *cell = workspace_buffers(workspace, ctx, shapes, x)
+        W_T = torch.cat([W_h.transpose(1, 2), W_x.transpose(1, 2), b.unsqueeze(1)], 1)  # [M, H + d + 1, G*H]
+        W_T[..., :hid] *= 2  # the RNN's, or the LSTM's g gate's, pre-activation doubled: tanh(a) = 2 sigmoid(2a) - 1
+        minus_one = x.new_tensor(-1.0)  # 2 s - 1 = torch.add(minus_one, s, alpha=2), one pass
+        # every z_t (h_{t-1}, x_t, 1); the LSTM's gates (g, sigmoids i, f, o), c_t and tanh c_t of every step, or
+        # the RNN's pre-activations of one step; then one step's worth of scratch for the backward pass. Step t
+        # has k = active[t] rows, one per running model, after those of the steps before it.
+        rows, m = sum(active), len(x)
+        shapes = [(rows, batch, hid + d + 1), (rows, batch, gh), (rows, batch, hid), (rows, batch, hid)] if lstm else \
+            [(rows, batch, hid + d + 1), (m, batch, gh)]
+        scratch = [(m, batch, gh), (m, batch, hid), (m, batch, hid)] + [(m, batch, hid)] * 3 * lstm
+        Z, S, *cell = workspace_buffers(workspace, ctx, shapes + scratch, x)
+        cell, ctx.scratch = cell[:len(shapes) - 2], cell[len(shapes) - 2:]
+        # what does not depend on the state, for all steps at once: the inputs x_t and the 1s
+        model_of_row = torch.cat([torch.arange(k) for k in active])
+        step_of_row = torch.cat([torch.full((k,), t) for t, k in enumerate(active)])
+        Z[..., hid:hid + d] = x[model_of_row, :, step_of_row]
         Z[..., -1] = 1
-        if lstm:
-            G, C, TC = cell
+        steps = Z.split(active), S.split(active) if lstm else [S[:k] for k in active], \
+            *(buffer.split(active) for buffer in cell)  # each buffer's rows of step t
         k_prev = 0
         for t, k in enumerate(active):
-            now = slice(start[t], start[t + 1])
-            z, a = Z[now], A[now]
-            z[:, :, hid:hid + d] = x[:k, :, t]
-            z[k_prev:, :, :hid] = 0  # the models that start now: h_{t-1} = 0
-            torch.bmm(z, W_T[:k], out=a)
-            h = Z[start[t + 1]:start[t + 2], :, :hid][:k] if t + 1 < t_max else x.new_empty(k, batch, hid)
+            z, s, *cell_t = (step[t] for step in steps)
+            if k_prev:  # the models already running: state, input and bias in one product
+                torch.bmm(z[:k_prev], W_T[:k_prev], out=s[:k_prev])
+            if k > k_prev:  # the models that start now have h_{t-1} = 0: input and bias only
+                torch.bmm(z[k_prev:, :, hid:], W_T[k_prev:k, hid:], out=s[k_prev:])
+            s.sigmoid_()
+            h = steps[0][t + 1][:k, :, :hid] if t + 1 < t_max else x.new_empty(k, batch, hid)
             if lstm:
-                g = G[now].copy_(a[..., :hid]).tanh_()  # (tanh is slow on a strided view)
-                a[..., hid:].sigmoid_()
-                i, f, o = a[..., hid:].split(hid, -1)
-                c = torch.mul(g, i, out=C[now])
+                g, i, f, o = s.split(hid, -1)
+                torch.add(minus_one, g, alpha=2, out=g)
+                c = torch.mul(g, i, out=cell_t[0])
                 if k_prev:
-                    c[:k_prev].addcmul_(C[start[t - 1]:start[t]], f[:k_prev])
-                torch.mul(torch.tanh(c, out=TC[now]), o, out=h)
+                    c[:k_prev].addcmul_(c_prev, f[:k_prev])
+                tc = torch.mul(c, 2, out=cell_t[1]).sigmoid_()
+                torch.mul(torch.add(minus_one, tc, alpha=2, out=tc), o, out=h)
+                c_prev = c
             else:
-                h.copy_(a.tanh_())
+                torch.add(minus_one, s, alpha=2, out=h)
             k_prev = k
-        ctx.active, ctx.lstm, ctx.start = active, lstm, start
-        ctx.save_for_backward(W_h, Z, A, *cell)
+        ctx.active, ctx.lstm, ctx.steps = active, lstm, steps
+        ctx.save_for_backward(W_h, Z, S, h, *cell)
         return h
 
     @staticmethod
     @once_differentiable
     def backward(ctx, dh):
-        W_h, Z, A, *cell = ctx.saved_tensors
-        active, lstm, start = ctx.active, ctx.lstm, ctx.start
+        W_h, Z, S, h_last, *cell = ctx.saved_tensors
+        active, lstm, steps = ctx.active, ctx.lstm, ctx.steps
         (m, gh, hid), batch, t_max = W_h.shape, Z.shape[1], len(active)
         dW_T = Z.new_zeros(m, Z.shape[2], gh)  # [M, H + d + 1, G*H], the gradient of [W_h, W_x, b]^T
-        da_all = Z.new_empty(m, batch, gh)
+        da_all, *dh_all = ctx.scratch[:3]  # (dh_all: two buffers for dh_t, used in turns)
         if lstm:
-            G, C, TC = cell
-            dc_all, dc_next_all, tmp_all = (Z.new_empty(m, batch, hid) for _ in range(3))
-            dsig_all = Z.new_empty(m, batch, 3 * hid)
+            dc_all, dc_next_all, tmp_all = ctx.scratch[3:]
+            dsig_all = da_all[..., hid:]  # (di, df, do): da of the sigmoid gates, before times s (1 - s)
         dh, dc_next = dh.contiguous(), None
         for t in range(t_max - 1, -1, -1):
-            k, k_prev, now = active[t], active[t - 1] if t else 0, slice(start[t], start[t + 1])
-            a, da = A[now], da_all[:k]
+            k, k_prev = active[t], active[t - 1] if t else 0
+            z, s, *cell_t = (step[t] for step in steps)
+            da = da_all[:k]
             if lstm:
-                g, (i, f, o), tc = G[now], a[..., hid:].split(hid, -1), TC[now]
-                dc = torch.mul(dh, o, out=dc_all[:k])
-                dc.addcmul_(dc, torch.mul(tc, tc, out=tmp_all[:k]), value=-1)
-                if dc_next is not None:
-                    dc += dc_next
-                dg = torch.mul(dc, i, out=tmp_all[:k])  # da_g = dg (1 - g²)
-                torch.addcmul(dg, torch.mul(dg, g, out=da[..., :hid]), g, value=-1, out=da[..., :hid])
+                tc = cell_t[1]
+                g, i, f, o = s.split(hid, -1)
                 dsig = dsig_all[:k]  # (di, df, do), then times sigmoid' = s (1 - s)
+                do = torch.mul(dh, tc, out=dsig[..., 2 * hid:])
+                tmp = torch.addcmul(dh, do, tc, value=-1, out=tmp_all[:k])  # dh (1 - tanh² c)
+                if dc_next is None:
+                    dc = torch.mul(tmp, o, out=dc_all[:k])
+                else:
+                    dc = torch.addcmul(dc_next, tmp, o, out=dc_all[:k])
+                dg = torch.mul(dc, i, out=tmp)  # da_g = dg (1 - g²)
+                torch.addcmul(dg, torch.mul(dg, g, out=da[..., :hid]), g, value=-1, out=da[..., :hid])
                 torch.mul(dc, g, out=dsig[..., :hid])
                 dsig[k_prev:, :, hid:2 * hid] = 0
                 if k_prev:
-                    torch.mul(dc[:k_prev], C[start[t - 1]:start[t]], out=dsig[:k_prev, :, hid:2 * hid])
+                    torch.mul(dc[:k_prev], steps[2][t - 1], out=dsig[:k_prev, :, hid:2 * hid])
                     dc_next = torch.mul(dc[:k_prev], f[:k_prev], out=dc_next_all[:k_prev])
-                torch.mul(dh, tc, out=dsig[..., 2 * hid:])
-                dsig.mul_(a[..., hid:])
-                torch.addcmul(dsig, dsig, a[..., hid:], value=-1, out=da[..., hid:])
+                dsig.mul_(s[..., hid:])
+                dsig.addcmul_(dsig, s[..., hid:], value=-1)
             else:
-                torch.addcmul(dh, dh, torch.mul(a, a, out=da), value=-1, out=da)
-            dW_T[:k].baddbmm_(Z[now].transpose(1, 2), da)
+                h = steps[0][t + 1][:k, :, :hid] if t + 1 < t_max else h_last
+                torch.addcmul(dh, dh, torch.mul(h, h, out=da), value=-1, out=da)
             if k_prev:
-                dh = torch.bmm(da[:k_prev], W_h[:k_prev])
-        dW = dW_T.transpose(1, 2)
-        grads = dW[..., hid:-1].contiguous(), dW[..., :hid].contiguous(), dW[..., -1].contiguous()  # W_x, W_h, b
-        return None, *grads, None, None, None
+                dW_T[:k_prev].baddbmm_(z[:k_prev].transpose(1, 2), da[:k_prev])
+                dh = torch.bmm(da[:k_prev], W_h[:k_prev], out=dh_all[t % 2][:k_prev])
+            if k > k_prev:  # h_{t-1} = 0: no gradient for W_h from this step, none needed for h_{t-1}
+                dW_T[k_prev:k, hid:].baddbmm_(z[k_prev:, :, hid:].transpose(1, 2), da[k_prev:])
+        dW = dW_T.transpose(1, 2)  # (autograd copies each gradient into its parameter's layout)
+        return None, dW[..., hid:-1], dW[..., :hid], dW[..., -1], None, None, None
 
 
 class StackedModels(nn.Module):
@@ -213,8 +238,9 @@ class StackedModels(nn.Module):
         self.kind, self.lengths = kind, lengths
         self.input_dim, self.num_hidden, self.num_classes = input_dim, num_hidden, num_classes
         m, gh = len(lengths), len(GATES[kind]) * num_hidden
-        self.W_x = nn.Parameter(torch.zeros(m, gh, input_dim, dtype=dtype))
-        self.W_h = nn.Parameter(torch.zeros(m, gh, num_hidden, dtype=dtype))
+        # W_x and W_h are stored transposed ([M, d, G*H], [M, H, G*H] in memory), as StackedRecurrence uses them
+        self.W_x = nn.Parameter(torch.zeros(m, input_dim, gh, dtype=dtype).transpose(1, 2))
+        self.W_h = nn.Parameter(torch.zeros(m, num_hidden, gh, dtype=dtype).transpose(1, 2))
         self.b = nn.Parameter(torch.zeros(m, gh, dtype=dtype))
         self.W_ph = nn.Parameter(torch.zeros(m, num_classes, num_hidden, dtype=dtype))
         self.b_p = nn.Parameter(torch.zeros(m, num_classes, dtype=dtype))
@@ -323,7 +349,7 @@ def clip_per_model_(params: list[torch.Tensor], max_norm: float) -> torch.Tensor
     Returns the norms [M] before clipping.
     """
     grads = [p.grad for p in params]
-    norms = torch.stack([g.flatten(1).norm(dim=1) for g in grads]).norm(dim=0)
+    norms = torch.stack([torch.linalg.vector_norm(g, dim=tuple(range(1, g.dim()))) for g in grads]).norm(dim=0)
     scale = (max_norm / (norms + 1e-6)).clamp(max=1.0)
     for g in grads:
         g.mul_(scale.view(-1, *[1] * (g.dim() - 1)))
