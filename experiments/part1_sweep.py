@@ -136,8 +136,8 @@ class StackedRecurrence(torch.autograd.Function):
         shapes = [(rows, batch, hid + d + 1), (rows, batch, gh), (rows, batch, hid), (rows, batch, hid)] if lstm else \
             [(rows, batch, hid + d + 1), (m, batch, gh)]
         scratch = [(m, batch, gh), (m, batch, hid), (m, batch, hid)] + [(m, batch, hid)] * 3 * lstm
-        Z, S, *cell = workspace_buffers(workspace, ctx, shapes + scratch, x)
-        cell, ctx.scratch = cell[:len(shapes) - 2], cell[len(shapes) - 2:]
+        buffers = workspace_buffers(workspace, ctx, shapes + scratch, x)
+        (Z, S, *cell), ctx.scratch = buffers[:len(shapes)], buffers[len(shapes):]
         # what does not depend on the state, for all steps at once: the inputs x_t and the 1s
         model_of_row = torch.cat([torch.arange(k) for k in active])
         step_of_row = torch.cat([torch.full((k,), t) for t, k in enumerate(active)])
