@@ -1,6 +1,7 @@
 """How fast is the batched sweep? Per-step times of separate runs and of the batched trainer.
 
-    OMP_NUM_THREADS=1 python -m experiments.part1_benchmark --threads 1 --out data/part1/benchmark_cpu.json
+    OMP_NUM_THREADS=2 python -m experiments.part1_benchmark --threads 2 --workers 2 \
+        --out data/part1/benchmark_cpu_2threads.json
 
 For each model (RNN, LSTM) and all input lengths at once (default 5-20, one seed, the 2019 sizes),
 prints in one run:
@@ -14,7 +15,13 @@ prints in one run:
 * their ratio, and the achieved GFLOP/s: the matrix-product FLOPs of forward and backward over
   the step time;
 * the machine's own batched-matrix-product rate on the shape of the recurrent product of that
-  step, [M, B, H] @ [M, H, G*H] (G = 1 for the RNN, 4 for the LSTM).
+  step, [M, B, H] @ [M, H, G*H] (G = 1 for the RNN, 4 for the LSTM);
+* with ``--workers N``, the separate runs, the batched trainer and the matmul probe once more,
+  with the models dealt out to N processes of threads // N threads each (as ``part1_sweep
+  --workers`` trains them). On a small CPU the separate runs gain the most from this (their
+  products are too small to keep two threads busy), so it is the stronger baseline: the speed-up
+  is taken against the faster of the two separate timings, and the share of the matmul rate
+  against the higher of the two probe rates.
 
 All of these are timed in turns (one call of each per round, the median over ``--repeats`` rounds),
 so that a machine whose speed drifts while the benchmark runs slows them all alike. On a CPU shared
@@ -35,8 +42,10 @@ counted, so the GFLOP/s understate the real work a little.
 from __future__ import annotations
 
 import argparse
+import multiprocessing
 import statistics
 import time
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 
 import torch
@@ -46,7 +55,7 @@ from solutions.part1.models import MODELS
 from solutions.part1.palindrome import NUM_CLASSES, palindrome_batch
 from solutions.part1.train import train_step
 
-from .part1_sweep import GATES, BatchedTrainer, batch_of_all, initial_models, model_slots, parse_lengths
+from .part1_sweep import GATES, BatchedTrainer, balanced_shards, batch_of_all, initial_models, model_slots, parse_lengths
 
 
 def sync(device: torch.device) -> None:
@@ -54,11 +63,16 @@ def sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
+class Elsewhere(float):
+    """Process time (seconds) that a timed function spent in other processes: its workers'."""
+
+
 def median_times(fns: dict, device: torch.device, warmup: int, repeats: int) -> dict[str, tuple[float, float]]:
     """Median (wall, process) time in seconds of each fn(), after warm-up, synchronising the device around each call.
 
     The functions take turns (one call of each per round), so a machine that speeds up or slows down
     while the benchmark runs (a shared CPU does) changes all of them alike and their ratios stay fair.
+    A function whose work runs in other processes returns their process time as an ``Elsewhere``.
     """
     for _ in range(warmup):
         for fn in fns.values():
@@ -68,10 +82,10 @@ def median_times(fns: dict, device: torch.device, warmup: int, repeats: int) -> 
         for name, fn in fns.items():
             sync(device)
             t0, c0 = time.perf_counter(), time.process_time()
-            fn()
+            elsewhere = fn()
             sync(device)
             wall[name].append(time.perf_counter() - t0)
-            cpu[name].append(time.process_time() - c0)
+            cpu[name].append(time.process_time() - c0 + (elsewhere if isinstance(elsewhere, Elsewhere) else 0.0))
     return {name: (statistics.median(wall[name]), statistics.median(cpu[name])) for name in fns}
 
 
@@ -102,56 +116,132 @@ def matmul_probe(m: int, batch: int, hidden: int, gh: int, device: torch.device)
     return run, 2.0 * m * batch * hidden * gh * inner
 
 
-def summarise(row: dict, flops: float, variants: list[str], clock: str) -> None:
+def summarise(row: dict, flops: float, variants: list[str], rates: list[str], clock: str) -> None:
     """Add the best batched variant, its GFLOP/s, share of the bmm rate and speed-up for one clock.
 
     ``clock`` is "" for wall time (keys like ``batched_s``) or "_cpu" for process time (``batched_cpu_s``).
+    The batched trainer is measured against the best of the separate runs (one process, or as many
+    worker processes as it had) and against the best matmul rate the machine showed (the same).
     """
     best = min(variants, key=lambda k: row[f"{k}{clock}_s"])
-    row["best_batched" + clock] = best
+    machine = max(rates, key=lambda k: row[f"{k}_gflops{clock}"])
+    row["best_batched" + clock], row["best_matmul" + clock] = best, machine
     row["achieved_gflops" + clock] = round(flops / max(row[f"{best}{clock}_s"], 1e-9) / 1e9, 1)
-    row["share_of_matmul_rate" + clock] = round(row["achieved_gflops" + clock] / max(row["matmul_gflops" + clock], 1e-9), 3)
-    if f"separate{clock}_s" in row:
-        row["speedup_vs_separate" + clock] = round(row[f"separate{clock}_s"] / max(row[f"{best}{clock}_s"], 1e-9), 2)
+    row["share_of_matmul_rate" + clock] = round(row["achieved_gflops" + clock] / max(row[f"{machine}_gflops{clock}"], 1e-9), 3)
+    separate = [k for k in ("separate", "separate_workers") if f"{k}{clock}_s" in row]
+    if separate:
+        baseline = min(separate, key=lambda k: row[f"{k}{clock}_s"])
+        row["best_separate" + clock] = baseline
+        row["speedup_vs_separate" + clock] = round(row[f"{baseline}{clock}_s"] / max(row[f"{best}{clock}_s"], 1e-9), 2)
 
 
-def benchmark_model(kind: str, lengths: list[int], seeds: list[int], hidden: int, batch: int, device: torch.device,
-                    warmup: int, repeats: int, compile: bool, separate: bool) -> dict:
-    slots = model_slots(lengths, seeds)
-    flops = step_flops(kind, [t for t, _ in slots], batch, hidden)
+VARIANTS = {"batched": dict(skip_padding=True), "batched_autograd": dict(skip_padding=True, fused=False),
+            "batched_masked": dict(skip_padding=False),
+            "batched_compiled": dict(skip_padding=True, fused=False, compile=True)}
+
+
+def step_functions(kind: str, slots: list[tuple[int, int]], hidden: int, batch: int, device: torch.device,
+                   variants: list[str], separate: bool) -> tuple[dict, float]:
+    """({name: one training step of these models}, FLOPs of one matmul-probe call; the probe is "matmul").
+
+    "separate/i" is a step of slot i's reference model with its own optimiser, as train() runs it;
+    the variants are BatchedTrainer steps of all slots at once.
+    """
     generators = [torch.Generator().manual_seed(s) for _, s in slots]
     x, y = batch_of_all(slots, generators, batch, False, torch.float32, device)
-    row = {"model": kind, "models": len(slots), "gflop_per_step": round(flops / 1e9, 3)}
-    fns = {}  # name -> one training step (or the matmul probe), timed in turns
-
-    if separate:  # one reference model per slot, each with its own optimiser, as train() runs them
-        nets = []
-        for t, s in slots:
+    fns = {}
+    if separate:
+        for i, (t, s) in enumerate(slots):
             seed_everything(s)
             net = MODELS[kind](num_hidden=hidden).to(device)
             xb, yb = palindrome_batch(batch, t, torch.Generator().manual_seed(s))
-            nets.append((net, torch.optim.RMSprop(net.parameters(), lr=1e-3), xb.to(device), yb.to(device)))
-        fns.update({f"separate/{i}": lambda n=n: train_step(n[0], n[1], n[2], n[3], 10.0) for i, n in enumerate(nets)})
-    variants = {"batched": dict(skip_padding=True), "batched_autograd": dict(skip_padding=True, fused=False),
-                "batched_masked": dict(skip_padding=False)}
-    if compile:
-        variants["batched_compiled"] = dict(skip_padding=True, fused=False, compile=True)
-    for name, options in variants.items():
-        trainer = BatchedTrainer(initial_models(kind, slots, 1, hidden).to(device), **options)
-        if options.get("compile"):  # compile before the timed rounds
+            optimizer, xb, yb = torch.optim.RMSprop(net.parameters(), lr=1e-3), xb.to(device), yb.to(device)
+            fns[f"separate/{i}"] = lambda net=net, optimizer=optimizer, xb=xb, yb=yb: train_step(net, optimizer, xb, yb, 10.0)
+    for name in variants:
+        trainer = BatchedTrainer(initial_models(kind, slots, 1, hidden).to(device), **VARIANTS[name])
+        if VARIANTS[name].get("compile"):  # compile before the timed rounds
             for _ in range(2):
                 trainer.step(x, y)
         fns[name] = lambda trainer=trainer: trainer.step(x, y)
     fns["matmul"], matmul_flops = matmul_probe(len(slots), batch, hidden, len(GATES[kind]) * hidden, device)
-    timed = median_times(fns, device, warmup, repeats)  # all in turns: see median_times
+    return fns, matmul_flops
+
+
+def serve(conn, threads: int, *args) -> None:
+    """A worker process: build ``step_functions(*args)``, then run the named ones on request.
+
+    A request is a name; "separate" runs every "separate/i" in turn. The reply is the process time spent.
+    """
+    torch.set_num_threads(threads)
+    fns, matmul_flops = step_functions(*args)
+    conn.send(matmul_flops)
+    while (name := conn.recv()) is not None:
+        c0 = time.process_time()
+        for key, fn in fns.items():
+            if key == name or key.startswith(name + "/"):
+                fn()
+        conn.send(time.process_time() - c0)
+
+
+@contextmanager
+def worker_steps(workers: int, kind: str, slots: list[tuple[int, int]], hidden: int, batch: int, separate: bool):
+    """({name + "_workers": one step of every worker at once}, FLOPs of one matmul-probe round, threads per worker).
+
+    Each of ``workers`` processes (torch.get_num_threads() // workers threads, as ``part1_sweep
+    --workers`` runs them) holds one shard of the models (``balanced_shards``). A timed function asks every worker for the same step and returns when all
+    have answered, with their summed process time.
+    """
+    context = multiprocessing.get_context("spawn")
+    threads = max(1, torch.get_num_threads() // workers)  # as part1_sweep.sweep_in_workers
+    pipes, processes = [], []
+    names = ["batched", "matmul"] + (["separate"] * separate)
+    try:
+        for shard in balanced_shards(slots, workers):
+            parent, child = context.Pipe()
+            proc = context.Process(target=serve, daemon=True,
+                                   args=(child, threads, kind, shard, hidden, batch, torch.device("cpu"), ["batched"], separate))
+            proc.start()
+            pipes.append(parent)
+            processes.append(proc)
+        matmul_flops = sum(pipe.recv() for pipe in pipes)
+
+        def every_worker(name: str) -> Elsewhere:
+            for pipe in pipes:
+                pipe.send(name)
+            return Elsewhere(sum(pipe.recv() for pipe in pipes))
+        yield {f"{name}_workers": lambda name=name: every_worker(name) for name in names}, matmul_flops, threads
+    finally:
+        for pipe in pipes:
+            pipe.send(None)
+        for proc in processes:
+            proc.join(timeout=30)
+
+
+def benchmark_model(kind: str, lengths: list[int], seeds: list[int], hidden: int, batch: int, device: torch.device,
+                    warmup: int, repeats: int, compile: bool, separate: bool, workers: int = 1) -> dict:
+    slots = model_slots(lengths, seeds)
+    flops = step_flops(kind, [t for t, _ in slots], batch, hidden)
+    row = {"model": kind, "models": len(slots), "gflop_per_step": round(flops / 1e9, 3)}
+    variants = [name for name in VARIANTS if compile or not VARIANTS[name].get("compile")]
+    fns, matmul_flops = step_functions(kind, slots, hidden, batch, device, variants, separate)
+    with ExitStack() as stack:
+        if workers > 1:
+            more, workers_matmul_flops, threads = stack.enter_context(
+                worker_steps(workers, kind, slots, hidden, batch, separate))
+            fns.update(more)
+            variants.append("batched_workers")
+            row.update(workers=workers, threads_per_worker=threads)
+        timed = median_times(fns, device, warmup, repeats)  # all in turns: see median_times
     if separate:
-        timed["separate"] = tuple(map(sum, zip(*(timed.pop(f"separate/{i}") for i in range(len(nets))))))
-    rate = tuple(matmul_flops / max(t, 1e-9) / 1e9 for t in timed.pop("matmul"))
+        timed["separate"] = tuple(map(sum, zip(*(timed.pop(f"separate/{i}") for i in range(len(slots))))))
+    rates = {"matmul": tuple(matmul_flops / max(t, 1e-9) / 1e9 for t in timed.pop("matmul"))}
+    if workers > 1:
+        rates["matmul_workers"] = tuple(workers_matmul_flops / max(t, 1e-9) / 1e9 for t in timed.pop("matmul_workers"))
     clocks = {"": 0, "_cpu": 1} if device.type == "cpu" else {"": 0}  # process time means nothing on a GPU
     for clock, i in clocks.items():
         row.update({f"{name}{clock}_s": round(t[i], 5) for name, t in timed.items()})
-        row["matmul_gflops" + clock] = round(rate[i], 1)
-        summarise(row, flops, list(variants), clock)
+        row.update({f"{name}_gflops{clock}": round(rate[i], 1) for name, rate in rates.items()})
+        summarise(row, flops, variants, list(rates), clock)
     return row
 
 
@@ -168,6 +258,9 @@ def main(argv: list[str] | None = None) -> dict:
     p.add_argument("--no-separate", action="store_true", help="skip the separate runs (slow)")
     p.add_argument("--device", default="auto")
     p.add_argument("--threads", type=int, default=None, help="torch.set_num_threads (record it!)")
+    p.add_argument("--workers", type=int, default=1,
+                   help="also time the separate runs, the batched trainer and the matmul probe split over this many "
+                        "processes of threads // workers threads each (as part1_sweep --workers runs them)")
     p.add_argument("--out", type=Path, default=None, help="write the numbers and their provenance here (JSON)")
     args = p.parse_args(argv)
     if args.threads is not None:
@@ -176,23 +269,21 @@ def main(argv: list[str] | None = None) -> dict:
     device = resolve_device(args.device)
     lengths = parse_lengths(args.input_lengths)
     rows = [benchmark_model(kind, lengths, args.seeds, args.num_hidden, args.batch_size, device, args.warmup,
-                            args.repeats, args.compile, not args.no_separate) for kind in args.models]
-    header = ("model", "models", "gflop_per_step", "separate", "batched", "batched_autograd", "batched_masked",
-              "batched_compiled", "speedup_vs_separate", "achieved_gflops", "matmul_gflops", "share_of_matmul_rate")
-    print(f"device {device}, torch threads {torch.get_num_threads()}")
-    timed = ("separate", "batched", "batched_autograd", "batched_masked", "batched_compiled")
-
-    def key(column: str, clock: str) -> str:
-        if column in ("model", "models", "gflop_per_step"):
-            return column
-        return f"{column}{clock}_s" if column in timed else column + clock
-
+                            args.repeats, args.compile, not args.no_separate, args.workers) for kind in args.models]
+    print(f"device {device}, torch threads {torch.get_num_threads()}"
+          + (f"; {args.workers} worker processes of {rows[0]['threads_per_worker']} thread(s)" if args.workers > 1 else ""))
+    timed = ("separate", "separate_workers", "batched", "batched_workers", "batched_autograd", "batched_masked",
+             "batched_compiled")
+    derived = ("best_separate", "best_batched", "speedup_vs_separate", "achieved_gflops", "matmul_gflops",
+               "matmul_workers_gflops", "best_matmul", "share_of_matmul_rate")
     for clock, name in (("", "wall"), ("_cpu", "process")):
         if f"batched{clock}_s" in rows[0]:
-            print(f"{name} time: seconds per training step of all models")
-            print(" ".join(f"{h:>12.12}" for h in header))
-            for row in rows:
-                print(" ".join(f"{str(row.get(key(h, clock), '-')):>12.12}" for h in header))
+            print(f"{name} time: seconds per training step of all models, and what follows")
+            print(f"{'':>24}" + "".join(f"{row['model']:>18}" for row in rows))
+            for column in ("models", "gflop_per_step") * (clock == "") + timed + derived:
+                key = f"{column}{clock}_s" if column in timed else column + clock * (column not in ("models", "gflop_per_step"))
+                if any(key in row for row in rows):
+                    print(f"{column:>24}" + "".join(f"{str(row.get(key, '-')):>18}" for row in rows))
     record = {**provenance({k: v for k, v in vars(args).items() if k != "out"} | {"input_lengths": lengths}, started),
               "device": str(device), "rows": rows}
     if args.out is not None:

@@ -19,8 +19,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from experiments.part1_sweep import (BatchedTrainer, StackedModels, StackedRecurrence, batch_of_all, held_out_batches,
-                                     initial_models, left_pad, model_slots, parse_lengths, sweep)
+from experiments.part1_sweep import (BatchedTrainer, StackedModels, StackedRecurrence, balanced_shards, batch_of_all,
+                                     held_out_batches, initial_models, left_pad, model_slots, parse_lengths, sweep)
 from solutions.common import seed_everything
 from solutions.part1.models import MODELS
 from solutions.part1.palindrome import palindrome_stream
@@ -220,15 +220,50 @@ def test_a_stopped_sweep_resumes_in_process_and_refuses_other_settings(tmp_path)
     assert whole["eval_steps"] == [10, 20, 30, 40]
 
 
+def test_shards_deal_out_every_model_once_with_equal_work():
+    slots = model_slots(range(5, 21), [0, 1])
+    shards = balanced_shards(slots, 2)
+    assert sorted(slot for shard in shards for slot in shard) == sorted(slots)
+    assert [sum(t for t, _ in shard) for shard in shards] == [200, 200]
+    assert all(shard == sorted(shard, key=lambda slot: -slot[0]) for shard in shards), "each shard longest first"
+    for bad in (0, 33, 1.5):
+        with pytest.raises(ValueError, match="workers must be"):
+            balanced_shards(slots, bad)
+
+
+@pytest.mark.timeout(240)  # each sweep starts two interpreters that import torch
+def test_workers_train_the_same_models_and_resume_their_shards(tmp_path):
+    settings = dict(input_lengths=[3, 4, 5], seeds=[0, 1], num_hidden=5, batch_size=3, train_steps=40,
+                    eval_every=10, eval_batches=1, checkpoint_every=10, device="cpu", progress=False)
+    whole = sweep("rnn", out=tmp_path / "one", **settings)
+    part = sweep("rnn", out=tmp_path / "two", workers=2, stop_after=25, **settings)
+    assert not part["complete"] and part["steps_done"] == 25
+    assert sorted(p.name for p in (tmp_path / "two").glob("*.ckpt.pt")) == ["rnn.shard1of2.ckpt.pt",
+                                                                            "rnn.shard2of2.ckpt.pt"]
+    for workers in (1, 3):  # the shards' checkpoints are not left behind by a run split otherwise
+        with pytest.raises(ValueError, match="resume it with --workers 2"):
+            sweep("rnn", out=tmp_path / "two", workers=workers, **settings)
+    done = sweep("rnn", out=tmp_path / "two", workers=2, **settings)
+    assert done["complete"] and done["sessions"] == 2 and done["workers"] == 2
+    assert done["runs"] == whole["runs"] and done["settings"] == whole["settings"]
+    assert sorted(map(tuple, sum((shard["slots"] for shard in done["shards"]), []))) == sorted(model_slots([3, 4, 5], [0, 1]))
+    assert [p.name for p in (tmp_path / "two").iterdir()] == ["rnn.json"]
+    assert sweep("rnn", out=tmp_path / "two", workers=2, **settings) == done  # finished: not trained again
+
+
 def test_the_benchmark_runs_and_records_both_clocks(tmp_path, capsys):
     from experiments.part1_benchmark import main, step_flops
     # T = 2, B = H = d = G = 1, K = 10: one recurrent product (h_0 = 0 needs none) forward, for dW_h and for dh_1;
     # two input products forward and for dW_x; the output layer forward, for dW_ph and for dh_T
     assert step_flops("rnn", [2], batch=1, hidden=1) == 3 * 2 + 2 * 2 * 2 + 3 * 2 * 10
     record = main(["--input-lengths", "3-4", "--num-hidden", "4", "--batch-size", "2", "--warmup", "0",
-                   "--repeats", "1", "--device", "cpu", "--out", str(tmp_path / "b.json")])
+                   "--repeats", "1", "--device", "cpu", "--workers", "2", "--out", str(tmp_path / "b.json")])
     assert "process time" in capsys.readouterr().out
     for row in record["rows"]:
-        assert row["models"] == 2 and row["separate_s"] > 0 and row["batched_cpu_s"] > 0
-        assert row["speedup_vs_separate"] == round(row["separate_s"] / max(row[row["best_batched"] + "_s"], 1e-9), 2)
+        assert row["models"] == 2 and row["workers"] == 2 and row["batched_cpu_s"] > 0
+        assert row["separate_workers_cpu_s"] > 0 and row["batched_workers_cpu_s"] > 0, "the workers' time is counted"
+        # against the best of the baselines, in one process and in workers, and the best matmul rate
+        baseline = min(row["separate_s"], row["separate_workers_s"])
+        assert row["speedup_vs_separate"] == round(baseline / max(row[row["best_batched"] + "_s"], 1e-9), 2)
+        assert row[row["best_matmul"] + "_gflops"] == max(row["matmul_gflops"], row["matmul_workers_gflops"])
     assert json.loads((tmp_path / "b.json").read_text())["rows"] == record["rows"]
