@@ -41,10 +41,10 @@ are trained together, and each one is exactly the model that a separate ``train(
   ``seed_everything(seed)``: the same as ``solutions.part1.train.train``.
 
 * **Worker processes on a small CPU.** ``--workers 2`` deals the models out to two processes of one
-  thread each, with equal work (``balanced_shards``), and merges their results. On the 2-core CPU
-  this trains about 10-15% faster than one process of two threads: the products of one time step
-  are too small to keep two threads busy between the gate arithmetic, and batch generation and
-  evaluation are split as well.
+  thread each, with equal work (``balanced_shards``), and merges their results. In short runs on
+  the 2-core CPU this trained 8-16% faster than one process of two threads: the products of one
+  time step are too small to keep two threads busy between the gate arithmetic, and batch
+  generation and evaluation are split as well.
 
 ``tests/project/test_part1_sweep.py`` checks in float64 that losses, clipped gradients and weights
 equal those of separately trained reference models, and that a killed sweep resumes to the same
