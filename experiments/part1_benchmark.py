@@ -55,7 +55,8 @@ from solutions.part1.models import MODELS
 from solutions.part1.palindrome import NUM_CLASSES, palindrome_batch
 from solutions.part1.train import train_step
 
-from .part1_sweep import GATES, BatchedTrainer, balanced_shards, batch_of_all, initial_models, model_slots, parse_lengths
+from .part1_sweep import (GATES, BatchedTrainer, balanced_shards, batch_of_all, initial_models, model_slots,
+                          parse_lengths)
 
 
 def sync(device: torch.device) -> None:
@@ -127,7 +128,8 @@ def summarise(row: dict, flops: float, variants: list[str], rates: list[str], cl
     machine = max(rates, key=lambda k: row[f"{k}_gflops{clock}"])
     row["best_batched" + clock], row["best_matmul" + clock] = best, machine
     row["achieved_gflops" + clock] = round(flops / max(row[f"{best}{clock}_s"], 1e-9) / 1e9, 1)
-    row["share_of_matmul_rate" + clock] = round(row["achieved_gflops" + clock] / max(row[f"{machine}_gflops{clock}"], 1e-9), 3)
+    rate = row[f"{machine}_gflops{clock}"]
+    row["share_of_matmul_rate" + clock] = round(row["achieved_gflops" + clock] / max(rate, 1e-9), 3)
     separate = [k for k in ("separate", "separate_workers") if f"{k}{clock}_s" in row]
     if separate:
         baseline = min(separate, key=lambda k: row[f"{k}{clock}_s"])
@@ -156,7 +158,7 @@ def step_functions(kind: str, slots: list[tuple[int, int]], hidden: int, batch: 
             net = MODELS[kind](num_hidden=hidden).to(device)
             xb, yb = palindrome_batch(batch, t, torch.Generator().manual_seed(s))
             optimizer, xb, yb = torch.optim.RMSprop(net.parameters(), lr=1e-3), xb.to(device), yb.to(device)
-            fns[f"separate/{i}"] = lambda net=net, optimizer=optimizer, xb=xb, yb=yb: train_step(net, optimizer, xb, yb, 10.0)
+            fns[f"separate/{i}"] = lambda n=net, o=optimizer, xb=xb, yb=yb: train_step(n, o, xb, yb, 10.0)
     for name in variants:
         trainer = BatchedTrainer(initial_models(kind, slots, 1, hidden).to(device), **VARIANTS[name])
         if VARIANTS[name].get("compile"):  # compile before the timed rounds
@@ -188,8 +190,9 @@ def worker_steps(workers: int, kind: str, slots: list[tuple[int, int]], hidden: 
     """({name + "_workers": one step of every worker at once}, FLOPs of one matmul-probe round, threads per worker).
 
     Each of ``workers`` processes (torch.get_num_threads() // workers threads, as ``part1_sweep
-    --workers`` runs them) holds one shard of the models (``balanced_shards``). A timed function asks every worker for the same step and returns when all
-    have answered, with their summed process time.
+    --workers`` runs them) holds one shard of the models (``balanced_shards``). A timed function
+    asks every worker for the same step and returns when all have answered, with their summed
+    process time.
     """
     context = multiprocessing.get_context("spawn")
     threads = max(1, torch.get_num_threads() // workers)  # as part1_sweep.sweep_in_workers
@@ -198,8 +201,8 @@ def worker_steps(workers: int, kind: str, slots: list[tuple[int, int]], hidden: 
     try:
         for shard in balanced_shards(slots, workers):
             parent, child = context.Pipe()
-            proc = context.Process(target=serve, daemon=True,
-                                   args=(child, threads, kind, shard, hidden, batch, torch.device("cpu"), ["batched"], separate))
+            proc = context.Process(target=serve, daemon=True, args=(
+                child, threads, kind, shard, hidden, batch, torch.device("cpu"), ["batched"], separate))
             proc.start()
             pipes.append(parent)
             processes.append(proc)
@@ -219,6 +222,8 @@ def worker_steps(workers: int, kind: str, slots: list[tuple[int, int]], hidden: 
 
 def benchmark_model(kind: str, lengths: list[int], seeds: list[int], hidden: int, batch: int, device: torch.device,
                     warmup: int, repeats: int, compile: bool, separate: bool, workers: int = 1) -> dict:
+    if workers > 1 and device.type != "cpu":
+        raise ValueError(f"workers split the models over CPU processes; on {device} use workers=1")
     slots = model_slots(lengths, seeds)
     flops = step_flops(kind, [t for t, _ in slots], batch, hidden)
     row = {"model": kind, "models": len(slots), "gflop_per_step": round(flops / 1e9, 3)}
@@ -270,8 +275,8 @@ def main(argv: list[str] | None = None) -> dict:
     lengths = parse_lengths(args.input_lengths)
     rows = [benchmark_model(kind, lengths, args.seeds, args.num_hidden, args.batch_size, device, args.warmup,
                             args.repeats, args.compile, not args.no_separate, args.workers) for kind in args.models]
-    print(f"device {device}, torch threads {torch.get_num_threads()}"
-          + (f"; {args.workers} worker processes of {rows[0]['threads_per_worker']} thread(s)" if args.workers > 1 else ""))
+    workers = f"; {args.workers} worker processes of {rows[0].get('threads_per_worker')} thread(s)"
+    print(f"device {device}, torch threads {torch.get_num_threads()}" + workers * (args.workers > 1))
     timed = ("separate", "separate_workers", "batched", "batched_workers", "batched_autograd", "batched_masked",
              "batched_compiled")
     derived = ("best_separate", "best_batched", "speedup_vs_separate", "achieved_gflops", "matmul_gflops",
@@ -281,7 +286,8 @@ def main(argv: list[str] | None = None) -> dict:
             print(f"{name} time: seconds per training step of all models, and what follows")
             print(f"{'':>24}" + "".join(f"{row['model']:>18}" for row in rows))
             for column in ("models", "gflop_per_step") * (clock == "") + timed + derived:
-                key = f"{column}{clock}_s" if column in timed else column + clock * (column not in ("models", "gflop_per_step"))
+                per_clock = column not in ("models", "gflop_per_step")
+                key = f"{column}{clock}_s" if column in timed else column + clock * per_clock
                 if any(key in row for row in rows):
                     print(f"{column:>24}" + "".join(f"{str(row.get(key, '-')):>18}" for row in rows))
     record = {**provenance({k: v for k, v in vars(args).items() if k != "out"} | {"input_lengths": lengths}, started),

@@ -469,6 +469,11 @@ def write_results(path: Path, record: dict) -> None:
     atomic_write_bytes(path, f'{head},\n "runs": [\n{runs}\n ]\n}}\n'.encode("utf-8"))
 
 
+def shard_stem(model: str, i: int, workers: int) -> str:
+    """The file stem of shard i (from 0) of a sweep split over ``workers`` processes: rnn.shard1of2."""
+    return f"{model}.shard{i + 1}of{workers}"
+
+
 def sweep(model: str = "rnn", input_lengths: list[int] = tuple(range(5, 21)), seeds: list[int] = (0,),
           num_hidden: int = 128, batch_size: int = 128, learning_rate: float = 1e-3, train_steps: int = 10_000,
           max_norm: float = 10.0, one_hot: bool = False, eval_every: int = 100, eval_batches: int = 4,
@@ -487,6 +492,7 @@ def sweep(model: str = "rnn", input_lengths: list[int] = tuple(range(5, 21)), se
     how the parent asks a process for its shard.
     ``stop_after`` ends the run after that step as an interruption would (for tests).
     """
+    arguments = dict(locals())  # what each worker process is called with
     started = time.perf_counter()
     if model not in MODELS:
         raise ValueError(f"model must be one of {sorted(MODELS)}, got {model!r}")
@@ -508,7 +514,7 @@ def sweep(model: str = "rnn", input_lengths: list[int] = tuple(range(5, 21)), se
     stem = model
     if shard is not None:
         slots = balanced_shards(slots, shard[1])[shard[0]]
-        stem = f"{model}.shard{shard[0] + 1}of{shard[1]}"
+        stem = shard_stem(model, *shard)
         settings = {**settings, "shard": [shard[0] + 1, shard[1]], "slots": [list(slot) for slot in slots]}
     result_path, ckpt_path = out / f"{stem}.json", out / f"{stem}.ckpt.pt"
     if result_path.exists() and not ckpt_path.exists():  # never overwrite finished results of other settings
@@ -519,18 +525,14 @@ def sweep(model: str = "rnn", input_lengths: list[int] = tuple(range(5, 21)), se
         if done.get("complete"):
             return done
     if shard is None:  # a checkpoint made with another number of workers would be silently left behind
-        mine = {f"{model}.shard{i + 1}of{workers}.ckpt.pt" for i in range(workers)} if workers > 1 else {ckpt_path.name}
+        mine = {f"{shard_stem(model, i, workers)}.ckpt.pt" for i in range(workers)} if workers > 1 else {ckpt_path.name}
         for other in sorted({*out.glob(f"{model}.ckpt.pt"), *out.glob(f"{model}.shard*of*.ckpt.pt")}):
             if other.name not in mine:
                 n = other.name.split("of")[-1].split(".")[0] if ".shard" in other.name else "1"
                 raise ValueError(f"{other} is the checkpoint of this run with {n} worker(s); resume it with "
                                  f"--workers {n}, or delete it")
     if workers > 1:
-        return sweep_in_workers(settings, workers, dict(
-            model=model, input_lengths=input_lengths, seeds=seeds, num_hidden=num_hidden, batch_size=batch_size,
-            learning_rate=learning_rate, train_steps=train_steps, max_norm=max_norm, one_hot=one_hot,
-            eval_every=eval_every, eval_batches=eval_batches, checkpoint_every=checkpoint_every, device=device,
-            compile=compile, out=out, progress=progress, stop_after=stop_after))
+        return sweep_in_workers(settings, workers, {**arguments, "workers": 1})
 
     input_dim = NUM_CLASSES if one_hot else 1
     stack = initial_models(model, slots, input_dim, num_hidden).to(dev)
@@ -607,7 +609,7 @@ def sweep_in_workers(settings: dict, workers: int, options: dict) -> dict:
     context = multiprocessing.get_context("spawn")  # fork would copy this process's thread pools
     with ProcessPoolExecutor(workers, mp_context=context, initializer=torch.set_num_threads,
                              initargs=(threads,)) as pool:
-        futures = [pool.submit(sweep, **options, shard=(i, workers)) for i in range(workers)]
+        futures = [pool.submit(sweep, **{**options, "shard": (i, workers)}) for i in range(workers)]
         shards = [future.result() for future in futures]
     complete = all(rec["complete"] for rec in shards)
     merged = {**provenance(settings), **{k: shards[0][k] for k in ("device", "compile", "tf32_matmul")},
@@ -625,7 +627,7 @@ def sweep_in_workers(settings: dict, workers: int, options: dict) -> dict:
         out, model = Path(options["out"]), options["model"]
         write_results(out / f"{model}.json", merged)
         for i in range(workers):
-            (out / f"{model}.shard{i + 1}of{workers}.json").unlink(missing_ok=True)
+            (out / f"{shard_stem(model, i, workers)}.json").unlink(missing_ok=True)
     return merged
 
 

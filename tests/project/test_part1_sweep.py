@@ -246,7 +246,8 @@ def test_workers_train_the_same_models_and_resume_their_shards(tmp_path):
     done = sweep("rnn", out=tmp_path / "two", workers=2, **settings)
     assert done["complete"] and done["sessions"] == 2 and done["workers"] == 2
     assert done["runs"] == whole["runs"] and done["settings"] == whole["settings"]
-    assert sorted(map(tuple, sum((shard["slots"] for shard in done["shards"]), []))) == sorted(model_slots([3, 4, 5], [0, 1]))
+    dealt = [tuple(slot) for shard in done["shards"] for slot in shard["slots"]]
+    assert sorted(dealt) == sorted(model_slots([3, 4, 5], [0, 1]))
     assert [p.name for p in (tmp_path / "two").iterdir()] == ["rnn.json"]
     assert sweep("rnn", out=tmp_path / "two", workers=2, **settings) == done  # finished: not trained again
 
