@@ -28,16 +28,20 @@ from solutions.part1.train import HELD_OUT_SEED_OFFSET, evaluate, train_step
 
 ROOT = Path(__file__).resolve().parents[2]
 TIGHT = {"rtol": 1e-10, "atol": 1e-12}
+# the sweep runs on a GPU when one is present: its arithmetic is checked there too, where there is one
+DEVICES = ["cpu", pytest.param("cuda", marks=pytest.mark.skipif(not torch.cuda.is_available(),
+                                                                 reason="no CUDA device"))]
 
 
 @pytest.mark.parametrize("skip_padding, fused", [(True, True), (True, False), (False, False)],
                          ids=["skip-padding-fused", "skip-padding-autograd", "masked"])
 @pytest.mark.parametrize("kind", ["rnn", "lstm"])
-def test_batched_models_equal_separate_models_float64(kind, skip_padding, fused):
+@pytest.mark.parametrize("device", DEVICES)
+def test_batched_models_equal_separate_models_float64(kind, skip_padding, fused, device):
     slots = model_slots([5, 9, 7, 6], [0, 3])  # 8 models, longest first
     hidden, batch, steps, lr = 12, 6, 4, 0.01
     max_norm = {"rnn": 2.0, "lstm": 0.9}[kind]  # between the models' gradient norms: some are clipped
-    stack = initial_models(kind, slots, input_dim=1, num_hidden=hidden, dtype=torch.float64)
+    stack = initial_models(kind, slots, input_dim=1, num_hidden=hidden, dtype=torch.float64).to(device)
     trainer = BatchedTrainer(stack, learning_rate=lr, max_norm=max_norm, skip_padding=skip_padding, fused=fused)
     references = []
     for t, seed in slots:  # exactly what solutions.part1.train.train builds
@@ -46,13 +50,14 @@ def test_batched_models_equal_separate_models_float64(kind, skip_padding, fused)
         references.append((net, torch.optim.RMSprop(net.parameters(), lr=lr), palindrome_stream(t, batch, seed=seed)))
     for m, (net, _, _) in enumerate(references):
         for name, value in stack.reference_tensors(m).items():
-            assert torch.equal(value, dict(net.named_parameters())[name].detach()), f"initial {name} of model {m}"
+            assert torch.equal(value.cpu(), dict(net.named_parameters())[name].detach()), f"initial {name} of model {m}"
 
     generators = [torch.Generator().manual_seed(seed) for _, seed in slots]
     clipped, unclipped = 0, 0
     for step in range(steps):
-        x, y = batch_of_all(slots, generators, batch, False, torch.float64, "cpu")
+        x, y = batch_of_all(slots, generators, batch, False, torch.float64, device)
         losses, accuracies = trainer.step(x, y)
+        x, y = x.cpu(), y.cpu()
         clipped += int((trainer.grad_norms > max_norm).sum())
         unclipped += int((trainer.grad_norms <= max_norm).sum())
         for m, ((t, _), (net, optimizer, stream)) in enumerate(zip(slots, references)):
@@ -62,13 +67,14 @@ def test_batched_models_equal_separate_models_float64(kind, skip_padding, fused)
             loss, acc = train_step(net, optimizer, x_ref.double(), y_ref, max_norm)
             torch.testing.assert_close(losses[m].item(), loss, **TIGHT)
             assert accuracies[m].item() == pytest.approx(acc)
-            grads, weights = stack.reference_tensors(m, grad=True), stack.reference_tensors(m)
+            grads, weights = (stack.reference_tensors(m, grad=grad) for grad in (True, False))
             for name, p in net.named_parameters():
-                torch.testing.assert_close(grads[name], p.grad, **TIGHT, msg=f"clipped grad {name}, model {m}, step {step}")
-                torch.testing.assert_close(weights[name], p.detach(), **TIGHT, msg=f"{name}, model {m}, step {step}")
+                where = f"model {m}, step {step}"
+                torch.testing.assert_close(grads[name].cpu(), p.grad, **TIGHT, msg=f"clipped grad {name}, {where}")
+                torch.testing.assert_close(weights[name].cpu(), p.detach(), **TIGHT, msg=f"{name}, {where}")
     assert clipped and unclipped, "the check must see clipped and unclipped models"
 
-    held_out = held_out_batches(slots, batch, 2, False, torch.float64, "cpu")
+    held_out = held_out_batches(slots, batch, 2, False, torch.float64, device)
     eval_losses, eval_accs = trainer.evaluate(held_out)
     for m, ((t, seed), (net, _, _)) in enumerate(zip(slots, references)):
         stream = palindrome_stream(t, batch, seed=seed + HELD_OUT_SEED_OFFSET)
@@ -81,14 +87,15 @@ def logits_and_grads(stack: StackedModels, x: torch.Tensor, fused: bool) -> list
     """The stack's logits on x (cast to its dtype) and its parameters' gradients of a fixed weighted sum of them."""
     stack.zero_grad()
     logits = stack(x.to(stack.b.dtype), fused=fused)
-    weights = torch.linspace(-1, 1, logits.numel(), dtype=torch.float64).view_as(logits).to(logits.dtype)
+    weights = torch.linspace(-1, 1, logits.numel(), dtype=torch.float64).view_as(logits).to(logits)
     (logits * weights).sum().backward()
     return [logits.detach()] + [p.grad.clone() for p in stack.parameters()]
 
 
 @pytest.mark.parametrize("input_dim", [1, 3])
 @pytest.mark.parametrize("kind", ["rnn", "lstm"])
-def test_stacked_recurrence_gradcheck(kind, input_dim):
+@pytest.mark.parametrize("device", DEVICES)
+def test_stacked_recurrence_gradcheck(kind, input_dim, device):
     """The hand-written backward pass of StackedRecurrence against finite differences, and its
     forward pass and gradients against the autograd loop, in float64 on tiny sizes."""
     lengths, hidden, batch = [4, 3, 3, 1], 3, 2
@@ -96,7 +103,8 @@ def test_stacked_recurrence_gradcheck(kind, input_dim):
     stack = StackedModels(kind, lengths, input_dim=input_dim, num_hidden=hidden, dtype=torch.float64)
     for p in stack.parameters():
         torch.nn.init.normal_(p, std=0.7)
-    x = torch.randn(len(lengths), batch, lengths[0], input_dim, dtype=torch.float64)
+    stack.to(device)
+    x = torch.randn(len(lengths), batch, lengths[0], input_dim, dtype=torch.float64).to(device)
     for m, t in enumerate(lengths):
         x[m, :, :lengths[0] - t] = 0  # left padding
     weights = [stack.W_x, stack.W_h, stack.b]
