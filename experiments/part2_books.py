@@ -19,7 +19,6 @@ go to ``runs/part2/books/`` (git-ignored), and ``--resume`` continues an interru
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 import time
 from dataclasses import asdict
@@ -27,11 +26,11 @@ from pathlib import Path
 
 import torch
 
-from solutions.common import atomic_write_json, environment
+from solutions.common import atomic_write_json, environment, use_default_threads
 from solutions.part2.books import ROOT, resolve_text
 from solutions.part2.dataset import encode, read_text
 from solutions.part2.sampling import random_first_characters, sample_text
-from solutions.part2.train import Config, char_nll, load_model, resume, save_model, train
+from solutions.part2.train import THREADS, Config, char_nll, load_model, resume, save_model, train
 
 BOOKS = ["communist_manifesto", "sherlock_holmes", "king_james_bible"]
 TEMPERATURES = [0.0, 0.5, 1.0, 2.0]
@@ -163,7 +162,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--resume", action="store_true", help="continue runs from their checkpoints")
     parser.add_argument("--no-progress", action="store_true")
     args = parser.parse_args(argv)
-    torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", torch.get_num_threads())))
+    use_default_threads(THREADS)
     for book in args.books:
         run_book(book, args)
     return 0

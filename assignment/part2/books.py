@@ -1,6 +1,6 @@
 """The three books of the 2019 experiments, fetched by name, sha256-checked and cached (pooch).
 
-    >>> from solutions.part2.books import fetch
+    >>> from assignment.part2.books import fetch
     >>> fetch("communist_manifesto")            # doctest: +SKIP
     PosixPath('.../.cache/books/communist_manifesto.txt')
 
@@ -12,6 +12,8 @@ Machines without internet read the files from a **mirror folder** that holds the
 manifest's file names. It is, in this order: the ``mirror`` argument, ``$COURSE_BOOKS_MIRROR``, or
 ``<repo>/../shared/data/books`` when that folder exists. A mirror file goes through the same
 pooch check as a download: a file whose sha256 differs is refused with an error naming it.
+Without network and without a mirror, ``fetch`` raises ``BookDownloadError``, whose one-line
+message says how to set up the mirror.
 
 Any other UTF-8 ``.txt`` file works too: ``resolve_text("my_book.txt")`` returns its path unchanged.
 """
@@ -26,6 +28,7 @@ from pathlib import Path
 with warnings.catch_warnings():  # pooch imports tqdm.auto, which warns in Jupyter when ipywidgets is missing
     warnings.filterwarnings("ignore", message="IProgress not found")
     import pooch
+import requests  # pooch downloads with requests; its errors are what "no network" looks like
 
 ROOT = Path(__file__).resolve().parents[2]
 MANIFEST = ROOT / "data" / "books.json"
@@ -33,6 +36,10 @@ DEFAULT_CACHE = ROOT / ".cache" / "books"
 DEFAULT_MIRROR = ROOT.parent / "shared" / "data" / "books"
 MIRROR_ENV = "COURSE_BOOKS_MIRROR"
 CACHE_ENV = "COURSE_BOOKS_CACHE"
+
+
+class BookDownloadError(OSError):
+    """A book could not be downloaded (no network?) and no mirror folder was set: one line says what to do."""
 
 
 def manifest() -> dict[str, dict]:
@@ -75,7 +82,8 @@ def fetch(name: str, mirror: str | os.PathLike | None = None, cache: str | os.Pa
           progressbar: bool = False) -> Path:
     """Path of book ``name`` in the cache, downloaded or copied from the mirror if needed, sha256 checked.
 
-    Raises ValueError for an unknown name or a file whose sha256 differs from the manifest.
+    Raises ValueError for an unknown name or a file whose sha256 differs from the manifest, and
+    BookDownloadError when the download fails.
     """
     books = manifest()
     if name not in books:
@@ -97,6 +105,12 @@ def fetch(name: str, mirror: str | os.PathLike | None = None, cache: str | os.Pa
         where = folder / book["file"] if folder is not None else book["url"]
         raise ValueError(f"{where}: sha256 does not match data/books.json for {name!r} "
                          f"(a corrupted or different file); expected {book['sha256']}. ({exc})") from None
+    except requests.RequestException as exc:  # only a download gets here: a mirror copy raises OSError
+        response = getattr(exc, "response", None)
+        reason = f"HTTP {response.status_code}" if response is not None else "no network?"
+        raise BookDownloadError(
+            f"cannot download {book['file']} from {book['url']} ({reason}): put the three books, named as in "
+            f"data/books.json, in a folder and set {MIRROR_ENV}=/that/folder, or pass --mirror /that/folder") from None
     finally:
         logger.setLevel(level)
     return Path(path)

@@ -20,6 +20,8 @@ if [ -z "$PY" ]; then
 fi
 "$PY" -m venv /autograder/venv
 /autograder/venv/bin/python -m pip install --upgrade pip
+# The CPU build; the same index and pin as tools/install.py's CPU_INDEX and requirements.txt
+# (tests/project/test_setup_env.py checks that they agree).
 /autograder/venv/bin/python -m pip install torch==2.13.0 --index-url https://download.pytorch.org/whl/cpu
 grep -vE '^(jupyter-book|jupyterlab|ipykernel|nbval)==' requirements.txt > /tmp/requirements-grading.txt
 /autograder/venv/bin/python -m pip install -r /tmp/requirements-grading.txt
