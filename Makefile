@@ -2,27 +2,38 @@
 PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
-# Torch on two cores: one thread per process keeps parallel runs from slowing each other down.
-export OMP_NUM_THREADS ?= 1
+# torch's build: auto (CUDA where nvidia-smi works, else CPU), cpu or cuda. See tools/install.py.
+# No OMP_NUM_THREADS needed: importing the package gives torch one thread (common.py, use_default_threads).
+TORCH  ?= auto
 
-.PHONY: help setup book test grade assignment student autograder batch-grade browser-check clean
+.PHONY: FORCE help setup book test grade assignment student autograder batch-grade browser-check clean
 
 help:  ## list the commands
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
 
-setup: $(VENV)/.installed  ## create .venv and install requirements.txt
+setup: $(VENV)/.installed  ## create .venv and install requirements.txt (make setup TORCH=cpu|cuda to choose torch)
 
-$(VENV)/.installed: requirements.txt
+# TORCH=... on the command line runs the installer again: it replaces torch if the build differs.
+ifeq ($(origin TORCH),command line)
+$(VENV)/.installed: FORCE
+endif
+$(VENV)/.installed: requirements.txt tools/install.py
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -r requirements.txt
+	$(BIN)/python tools/install.py --torch $(TORCH)
 	touch $@
+
+FORCE:
 
 book: setup  ## build the instructor's book into _build/html (warnings are errors)
 	$(BIN)/jupyter-book build book/ -W -n --keep-going
 
-test: setup  ## the project's own tests: full points on solutions, zero on the stubs, no drift, nbval
+# The notebooks run twice: on this CPU's own kernels, and on torch's and MKL's portable ones (the
+# same code path on every x86 CPU), so that no saved output depends on the machine that made it.
+PORTABLE_KERNELS := ATEN_CPU_CAPABILITY=default MKL_CBWR=COMPATIBLE
+
+test: setup  ## the project's own tests (full points on solutions, zero on the stubs, no drift), nbval twice
 	$(BIN)/python -m pytest tests/project book --nbval --nbval-current-env
+	$(PORTABLE_KERNELS) $(BIN)/python -m pytest book --nbval --nbval-current-env -p no:cacheprovider
 
 grade: setup  ## grade your own assignment/ package (writes results.json)
 	$(BIN)/python -m pytest tests/graded --impl=assignment --results=results.json

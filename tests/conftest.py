@@ -1,12 +1,14 @@
 """Shared pytest set-up: choose the package under test and grade the marked tests.
 
     pytest tests/graded                      # grade the student package, assignment/
-    pytest tests/graded --impl=solutions     # the reference package
+    pytest tests/graded --impl=NAME          # another importable package, or --impl=path/to/package
     pytest tests/graded --results=results.json   # also write Gradescope's results.json
 """
 from __future__ import annotations
 
 import importlib
+import importlib.util
+import os
 import sys
 import traceback
 from pathlib import Path
@@ -15,13 +17,17 @@ import pytest
 
 from tests.grading import Grader
 
-PACKAGES = ("assignment", "solutions")
+# One torch thread for the test run and every process it starts, the course's default
+# (common.py's use_default_threads), unless OMP_NUM_THREADS is set. Through the environment, before
+# a test imports torch: a student's assignment/__init__.py may not set it, and conftest must not import
+# the package under test to call the function.
+os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 
 def pytest_addoption(parser):
     group = parser.getgroup("grading")
     group.addoption("--impl", default="assignment",
-                    help="package under test: 'assignment' (default), 'solutions', or a path to a package folder")
+                    help="package under test: an importable package ('assignment', the default) or a path to a package folder")
     group.addoption("--results", default=None, type=Path, help="write Gradescope's results.json here")
 
 
@@ -61,11 +67,11 @@ def pytest_terminal_summary(terminalreporter, exitstatus, config):
 
 def _package_name(impl: str) -> str:
     """Import name of the package under test; a folder path is put first on sys.path."""
-    if impl in PACKAGES:
-        return impl
     folder = Path(impl).resolve()
     if not (folder / "__init__.py").is_file():
-        raise pytest.UsageError(f"--impl={impl!r} is neither {' nor '.join(PACKAGES)} nor a package folder")
+        if impl.isidentifier() and importlib.util.find_spec(impl) is not None:
+            return impl  # an importable package: assignment, or the course's reference package
+        raise pytest.UsageError(f"--impl={impl!r} is neither an importable package nor a package folder")
     sys.path.insert(0, str(folder.parent))
     return folder.name
 

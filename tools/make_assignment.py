@@ -7,7 +7,10 @@ A solution region is a block of lines between two marker comments (the nbgrader 
     ### END SOLUTION
 
 Each region becomes ``raise NotImplementedError("Question 1.2: implement VanillaRNN.forward")``
-at the indentation of its BEGIN marker. Everything else is copied as it is.
+at the indentation of its BEGIN marker. Lines between ``### BEGIN INSTRUCTOR`` and
+``### END INSTRUCTOR`` (notes for the course team) are dropped. Mentions of the package by its
+dotted or slashed name (``python -m solutions.part1.train``, ``solutions/part3/gcn.py``) name
+``assignment`` instead, so the student package speaks of itself. Everything else is copied as it is.
 
     python -m tools.make_assignment            # (re)write assignment/
     python -m tools.make_assignment --check    # exit 1 if assignment/ differs from what it would write
@@ -27,6 +30,10 @@ ROOT = Path(__file__).resolve().parent.parent
 BEGIN = re.compile(r"^(?P<indent>\s*)### BEGIN SOLUTION(?P<message>.*)$")
 END = re.compile(r"^\s*### END SOLUTION\s*$")
 BEGIN_ANYWHERE = re.compile(r"^\s*### BEGIN SOLUTION", re.MULTILINE)
+INSTRUCTOR_BEGIN = re.compile(r"^\s*### BEGIN INSTRUCTOR\s*$")
+INSTRUCTOR_END = re.compile(r"^\s*### END INSTRUCTOR\s*$")
+# "solutions.part1.train", "solutions/part3/gcn.py", "solutions.common": the package named in prose and commands
+PACKAGE_MENTION = re.compile(r"\bsolutions(?=[./](?:part\d|common)\b)")
 ABSOLUTE_IMPORT = re.compile(r"^\s*(from|import)\s+(solutions|assignment)\b", re.MULTILINE)
 # Files and folders that never reach the student package.
 IGNORE = shutil.ignore_patterns("__pycache__", "*.pyc", ".pytest_cache")
@@ -39,10 +46,20 @@ class MarkerError(ValueError):
 def strip_solutions(text: str, filename: str = "<string>") -> str:
     """Return ``text`` with every solution region replaced by a NotImplementedError stub."""
     out: list[str] = []
-    region_start = None
+    region_start = instructor_start = None
     for lineno, line in enumerate(text.splitlines(keepends=True), start=1):
         begin, end = BEGIN.match(line.rstrip("\n")), END.match(line)
-        if begin:
+        if INSTRUCTOR_BEGIN.match(line):
+            if instructor_start is not None or region_start is not None:
+                raise MarkerError(f"{filename}:{lineno}: BEGIN INSTRUCTOR inside another region")
+            instructor_start = lineno
+        elif INSTRUCTOR_END.match(line):
+            if instructor_start is None:
+                raise MarkerError(f"{filename}:{lineno}: END INSTRUCTOR without a BEGIN INSTRUCTOR")
+            instructor_start = None
+        elif instructor_start is not None:
+            continue
+        elif begin:
             if region_start is not None:
                 raise MarkerError(f"{filename}:{lineno}: BEGIN SOLUTION inside the region opened at line {region_start}")
             message = begin["message"].strip()
@@ -58,7 +75,9 @@ def strip_solutions(text: str, filename: str = "<string>") -> str:
             out.append(line)
     if region_start is not None:
         raise MarkerError(f"{filename}:{region_start}: BEGIN SOLUTION is never closed by END SOLUTION")
-    return "".join(out)
+    if instructor_start is not None:
+        raise MarkerError(f"{filename}:{instructor_start}: BEGIN INSTRUCTOR is never closed by END INSTRUCTOR")
+    return PACKAGE_MENTION.sub("assignment", "".join(out))
 
 
 def build(source: Path, target: Path) -> int:

@@ -3,27 +3,31 @@ without the answers.
 
     python -m tools.release --out dist/student          # or: make student
 
-What goes in ``--out`` (replaced whole):
+What goes in ``--out`` (replaced whole), laid out as the student repository is published:
 
 | path | from |
 |---|---|
-| ``assignment/`` | the generated stubs (``tools/make_assignment.py``), rebuilt from ``solutions/`` |
+| ``assignment/`` | the generated stubs (``tools/make_assignment.py``), rebuilt from the reference package |
 | ``tests/graded/``, ``tests/conftest.py``, ``tests/grading.py``, ``pytest.ini`` | the public graded suite (not ``tests/hidden/`` nor ``tests/project/``) |
-| ``data/*.json`` | dataset manifests the package reads (not the committed results) |
-| ``requirements.txt``, ``README.md``, ``Makefile`` | the pins, and ``tools/templates/*.student*`` |
-| ``book/`` | the HTML book built from a copy of ``book/`` with every solution removed |
+| ``data/`` | dataset manifests and the committed results the student chapters load (``STUDENT_DATA``) |
+| ``requirements.txt``, ``tools/install.py``, ``README.md``, ``Makefile`` | the pins, the installer, and ``tools/templates/*.student*`` |
+| ``book/`` | the chapters (notebooks and Markdown) with every answer and every instructor-only part removed: the sources a student runs, and the paths the launch buttons open |
+| ``html/`` | the book built from ``book/`` (open ``html/index.html``) |
 
-Solutions in the book (see CONTRIBUTING.md, "Solutions in the book"):
+Removed from the book (see CONTRIBUTING.md, "Solutions in the book"), for each kind in ``REMOVED``
+(``solution``: an answer; ``instructor``: material that needs what students do not get, such as
+``experiments/`` or the sweep results):
 
-- a notebook cell tagged ``solution`` (code or Markdown) is deleted with its outputs;
+- a notebook cell tagged with the kind (code or Markdown) is deleted with its outputs;
 - in Markdown (``.md`` files and Markdown cells), the lines from ``<!-- BEGIN SOLUTION -->`` to
-  ``<!-- END SOLUTION -->``, and a fenced admonition or dropdown whose ``:class:`` includes
-  ``solution`` (````:::{admonition} Answer```` / ``:class: tip solution`` ... ``:::``), are deleted.
+  ``<!-- END SOLUTION -->`` (``INSTRUCTOR`` likewise), and a fenced admonition or dropdown whose
+  ``:class:`` includes the kind (````:::{admonition} Answer```` / ``:class: tip solution`` ... ``:::``).
 
 The answers are removed from the pages, not collapsed: a dropdown would still ship them in the
-HTML and in the downloadable notebook. Code cells that import the reference package
-(``from solutions.part1 ...``) import ``assignment`` instead, so a student runs the chapters on their
-own code. The instructor edition is the plain ``jupyter-book build book/``, which keeps everything.
+HTML and in the downloadable notebook. Every mention of the reference package (``from solutions.part1
+import ...``, ``python -m solutions.part1.train``, ``solutions/part3/gcn.py``) names ``assignment``
+instead, so a student runs the chapters on their own code. The instructor edition is the plain
+``jupyter-book build book/``, which keeps everything.
 """
 from __future__ import annotations
 
@@ -44,16 +48,20 @@ from tools.make_assignment import build as build_stubs
 
 ROOT = Path(__file__).resolve().parent.parent
 TEMPLATES = Path(__file__).resolve().parent / "templates"
-PUBLIC_FILES = ("pytest.ini", "requirements.txt", "tests/__init__.py", "tests/conftest.py", "tests/grading.py")
+PUBLIC_FILES = ("pytest.ini", "requirements.txt", "tools/install.py", "tests/__init__.py", "tests/conftest.py",
+                "tests/grading.py")
 PUBLIC_TESTS = ("tests/graded",)
-SOLUTION_TAG = "solution"
+# What the student chapters load besides the books: globs under data/ (not the sweeps of Part 1).
+STUDENT_DATA = ("*.json", "part1/gates/*", "part2/*.json", "part2/*.pt", "part3/karate.json")
+REMOVED = ("solution", "instructor")  # cell tags, Markdown markers and admonition classes removed from the edition
 # A student repository that holds this edition (Binder and Colab open its notebooks): replace it.
 STUDENT_REPOSITORY = "https://github.com/uva-deep-learning/rnn-gnn-course-student"
 
-BEGIN = re.compile(r"^\s*<!--\s*BEGIN SOLUTION\s*-->\s*$")
-END = re.compile(r"^\s*<!--\s*END SOLUTION\s*-->\s*$")
+BEGIN = re.compile(r"^\s*<!--\s*BEGIN (?P<kind>SOLUTION|INSTRUCTOR)\s*-->\s*$")
+END = re.compile(r"^\s*<!--\s*END (?P<kind>SOLUTION|INSTRUCTOR)\s*-->\s*$")
 FENCE = re.compile(r"^(?P<fence>:{3,}|`{3,})\s*\{(?P<name>[a-z-]+)\}")
 CLASS_OPTION = re.compile(r"^:class:\s*(?P<classes>.*)$")
+from tools.make_assignment import PACKAGE_MENTION  # noqa: E402  (one rule for the package and the book)
 REFERENCE_IMPORT = re.compile(r"^(\s*)(from|import)(\s+)solutions\b", re.MULTILINE)
 IGNORE = shutil.ignore_patterns("__pycache__", "*.pyc", ".pytest_cache", ".ipynb_checkpoints", "_build")
 
@@ -70,15 +78,17 @@ def strip_markdown(text: str, where: str = "<markdown>") -> tuple[str, list[str]
     i = 0
     while i < len(lines):
         line = lines[i]
-        if BEGIN.match(line):
+        begin = BEGIN.match(line)
+        if begin:
+            kind = begin["kind"]
             end = next((j for j in range(i + 1, len(lines)) if END.match(lines[j])), None)
-            if end is None:
-                raise SolutionMarkerError(f"{where}: <!-- BEGIN SOLUTION --> on line {i + 1} is never closed")
+            if end is None or END.match(lines[end])["kind"] != kind:
+                raise SolutionMarkerError(f"{where}: <!-- BEGIN {kind} --> on line {i + 1} is never closed")
             removed.append("".join(lines[i + 1:end]))
             i = end + 1
             continue
         if END.match(line):
-            raise SolutionMarkerError(f"{where}: <!-- END SOLUTION --> on line {i + 1} without a BEGIN")
+            raise SolutionMarkerError(f"{where}: <!-- END {END.match(line)['kind']} --> on line {i + 1} without a BEGIN")
         fence = FENCE.match(line)
         if fence and _is_solution_directive(lines, i + 1):
             mark = fence["fence"]
@@ -95,12 +105,12 @@ def strip_markdown(text: str, where: str = "<markdown>") -> tuple[str, list[str]
 
 
 def _is_solution_directive(lines: list[str], start: int) -> bool:
-    """Whether the option lines (``:key: value``) right after a directive's fence give class solution."""
+    """Whether the option lines (``:key: value``) right after a directive's fence give a removed class."""
     for line in lines[start:]:
         if not line.startswith(":") or line.startswith("::"):
             return False
         option = CLASS_OPTION.match(line.strip())
-        if option and SOLUTION_TAG in option["classes"].split():
+        if option and set(REMOVED) & set(option["classes"].split()):
             return True
     return False
 
@@ -114,7 +124,7 @@ def strip_notebook(notebook: dict, where: str = "<notebook>") -> tuple[dict, lis
     cells, removed = [], []
     for index, cell in enumerate(notebook["cells"]):
         source = "".join(cell.get("source", ""))
-        if SOLUTION_TAG in cell.get("metadata", {}).get("tags", []):
+        if set(REMOVED) & set(cell.get("metadata", {}).get("tags", [])):
             removed.append(source)
             continue
         if cell["cell_type"] == "markdown":
@@ -122,7 +132,13 @@ def strip_notebook(notebook: dict, where: str = "<notebook>") -> tuple[dict, lis
             removed += blocks
         elif cell["cell_type"] == "code":
             source = REFERENCE_IMPORT.sub(r"\1\2\3assignment", source)
-        cell["source"] = source
+            for output in cell.get("outputs", []):  # what the code printed names the package it ran
+                for holder, key in ((output, "text"), (output.get("data", {}), "text/plain")):
+                    if isinstance(holder.get(key), list):
+                        holder[key] = [PACKAGE_MENTION.sub("assignment", line) for line in holder[key]]
+                    elif key in holder:
+                        holder[key] = PACKAGE_MENTION.sub("assignment", holder[key])
+        cell["source"] = PACKAGE_MENTION.sub("assignment", source)
         cells.append(cell)
     notebook["cells"] = cells
     return notebook, removed
@@ -137,29 +153,39 @@ def strip_book(book: Path) -> list[str]:
         removed += found
     for path in sorted(book.rglob("*.md")):
         text, found = strip_markdown(path.read_text(encoding="utf-8"), str(path.relative_to(book)))
-        path.write_text(text, encoding="utf-8")
+        path.write_text(PACKAGE_MENTION.sub("assignment", text), encoding="utf-8")
         removed += found
     return removed
 
 
-def build_book(html_out: Path, repository: str = STUDENT_REPOSITORY, strict: bool = False) -> list[str]:
-    """Build the student book into ``html_out`` from a stripped copy of ``book/``; returns the texts removed."""
+def write_book(out: Path, repository: str = STUDENT_REPOSITORY) -> list[str]:
+    """The stripped chapters in ``out/book`` and their ``out/_config.yml``; returns the texts removed.
+
+    The layout is the repository's own, so the launch buttons' ``book/partN/chapter.ipynb`` exists in
+    the published edition, and a notebook's ``parents[1]`` is the edition's root (``assignment/``, ``data/``).
+    """
+    source = out / "book"
+    if source.exists():
+        shutil.rmtree(source)
+    shutil.copytree(ROOT / "book", source, ignore=IGNORE)
+    removed = strip_book(source)
+    config = yaml.safe_load((ROOT / "_config.yml").read_text(encoding="utf-8"))
+    config.setdefault("repository", {})["url"] = repository
+    (out / "_config.yml").write_text(yaml.safe_dump(config, sort_keys=False), encoding="utf-8")
+    return removed
+
+
+def build_html(out: Path, strict: bool = False) -> None:
+    """Build ``out/book`` into ``out/html`` (the build's scratch files stay outside the edition)."""
     with tempfile.TemporaryDirectory(prefix="student-book-") as tmp:
-        source = Path(tmp) / "book"
-        shutil.copytree(ROOT / "book", source, ignore=IGNORE)
-        removed = strip_book(source)
-        config = yaml.safe_load((ROOT / "_config.yml").read_text(encoding="utf-8"))
-        config.setdefault("repository", {})["url"] = repository
-        (Path(tmp) / "_config.yml").write_text(yaml.safe_dump(config, sort_keys=False), encoding="utf-8")
-        command = [str(Path(sys.executable).with_name("jupyter-book")), "build", str(source),
+        command = [str(Path(sys.executable).with_name("jupyter-book")), "build", str(out / "book"),
                    "--path-output", tmp, "--keep-going", *(["-W", "-n"] if strict else [])]
         done = subprocess.run(command, capture_output=True, text=True)
         if done.returncode != 0 or not (Path(tmp) / "_build" / "html" / "index.html").is_file():
             raise RuntimeError(f"building the student book failed:\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}")
-        if html_out.exists():
-            shutil.rmtree(html_out)
-        shutil.copytree(Path(tmp) / "_build" / "html", html_out)
-    return removed
+        if (out / "html").exists():
+            shutil.rmtree(out / "html")
+        shutil.copytree(Path(tmp) / "_build" / "html", out / "html")
 
 
 def release(out: Path, *, book: bool = True, repository: str = STUDENT_REPOSITORY, strict: bool = False) -> dict:
@@ -174,19 +200,23 @@ def release(out: Path, *, book: bool = True, repository: str = STUDENT_REPOSITOR
         shutil.copyfile(ROOT / relative, out / relative)
     for folder in PUBLIC_TESTS:
         shutil.copytree(ROOT / folder, out / folder, ignore=IGNORE)
-    (out / "data").mkdir()
-    for manifest in sorted((ROOT / "data").glob("*.json")):
-        shutil.copyfile(manifest, out / "data" / manifest.name)
+    for pattern in STUDENT_DATA:
+        for path in sorted((ROOT / "data").glob(pattern)):
+            target = out / path.relative_to(ROOT)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(path, target)
     shutil.copyfile(TEMPLATES / "README.student.md", out / "README.md")
     shutil.copyfile(TEMPLATES / "Makefile.student", out / "Makefile")
-    removed = build_book(out / "book", repository, strict) if book else []
+    removed = write_book(out, repository)
+    if book:
+        build_html(out, strict)
     return {"regions": regions, "removed_from_book": len(removed)}
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--out", type=Path, default=ROOT / "dist" / "student")
-    parser.add_argument("--no-book", action="store_true", help="skip the book (the package and tests only)")
+    parser.add_argument("--no-book", action="store_true", help="skip building the HTML book (the chapters' sources are written)")
     parser.add_argument("--repository", default=STUDENT_REPOSITORY,
                         help="the student repository the launch buttons open (default: %(default)s)")
     parser.add_argument("--strict", action="store_true", help="build the book with warnings as errors")

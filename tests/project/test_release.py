@@ -14,19 +14,11 @@ from pathlib import Path
 
 import pytest
 
-from tools.make_assignment import BEGIN as CODE_BEGIN, END as CODE_END
-from tools.release import SolutionMarkerError, strip_book, strip_markdown, strip_notebook
+from tools.make_assignment import BEGIN as CODE_BEGIN, END as CODE_END, PACKAGE_MENTION
+from tools.release import REMOVED, SolutionMarkerError, strip_book, strip_markdown, strip_notebook
 
 ROOT = Path(__file__).resolve().parents[2]
 WINDOW = 8  # words in a row that identify a sentence of a solution
-
-
-@pytest.fixture(scope="module")
-def release(tmp_path_factory):
-    out = tmp_path_factory.mktemp("release") / "student"
-    subprocess.run([sys.executable, "-m", "tools.release", "--out", str(out)], cwd=ROOT, check=True,
-                   capture_output=True, text=True, timeout=900, env={**os.environ, "OMP_NUM_THREADS": "1"})
-    return out
 
 
 @pytest.fixture(scope="module")
@@ -112,15 +104,18 @@ def code_solutions() -> list[str]:
 
 def released_texts(release: Path) -> dict[str, str]:
     return {str(p.relative_to(release)): page_text(p) for p in sorted(release.rglob("*"))
-            if p.is_file() and p.suffix in {".py", ".md", ".ipynb", ".html", ".txt", ".json", ".ini", ".js"}}
+            if p.is_file() and p.suffix in {".py", ".md", ".ipynb", ".html", ".txt", ".json", ".ini", ".js", ".yml", ".sh", ""}}
 
 
 def test_release_has_the_public_parts_only(release):
     for needed in ["README.md", "Makefile", "requirements.txt", "pytest.ini", "assignment/__init__.py",
-                   "assignment/part1/models.py", "tests/conftest.py", "tests/grading.py", "tests/graded/test_part1.py",
-                   "data/books.json", "book/index.html", "book/part1/1_1_gradients.html"]:
+                   "assignment/part1/models.py", "assignment/part1/sweep.py", "tests/conftest.py", "tests/grading.py",
+                   "tests/graded/test_part1.py", "data/books.json", "data/part1/gates/lstm_T10.pt",
+                   "data/part2/sherlock_holmes.pt", "data/part3/karate.json", "_config.yml", "book/_toc.yml",
+                   "book/part1/1_1_gradients.ipynb", "html/index.html", "html/part1/1_1_gradients.html"]:
         assert (release / needed).is_file(), needed
-    for absent in ["solutions", "tests/hidden", "tests/project", "experiments", "tools", "data/part2"]:
+    for absent in ["solutions", "tests/hidden", "tests/project", "experiments", "tools/release.py",
+                   "tools/autograder.py", "data/part1/sweep", "data/part2/cpu"]:
         assert not (release / absent).exists(), f"{absent} must not be released"
     assert (release / "requirements.txt").read_bytes() == (ROOT / "requirements.txt").read_bytes()
 
@@ -133,7 +128,7 @@ def test_no_marked_solution_reaches_the_release(release, instructor_html):
 
     solutions = book_solutions()
     assert solutions, "the book marks no solution: nothing to check"
-    pages = {name: words(text) for name, text in texts.items() if name.startswith("book/")}
+    pages = {name: words(text) for name, text in texts.items() if name.startswith(("book/", "html/"))}
     kept = book_kept_text()
     unique = {window for text in solutions for window in windows(text) if window not in kept}
     leaks = [f"{window.strip()!r} in {name}" for window in unique for name, page in pages.items() if window in page]
@@ -141,7 +136,7 @@ def test_no_marked_solution_reaches_the_release(release, instructor_html):
 
     # Control: the same search finds the text the book keeps, so a miss above is not a blind search.
     intro = (ROOT / "book" / "intro.md").read_text()
-    assert any(window in pages["book/intro.html"] for window in windows(intro))
+    assert any(window in pages["html/intro.html"] for window in windows(intro))
     assert len(unique) > 100, "too few words unique to the solutions to make this search meaningful"
     instructor = words(" ".join(page_text(p) for p in instructor_html.rglob("*.html")))
     shown = sum(window in instructor for window in unique)
@@ -153,11 +148,11 @@ def test_only_marked_cells_are_removed():
     for path in sorted((ROOT / "book").rglob("*.ipynb")):
         notebook = json.loads(path.read_text())
         stripped, _ = strip_notebook(notebook, str(path))
-        kept = [c for c in notebook["cells"] if "solution" not in c.get("metadata", {}).get("tags", [])]
+        kept = [c for c in notebook["cells"] if not set(REMOVED) & set(c.get("metadata", {}).get("tags", []))]
         assert len(stripped["cells"]) == len(kept), path
         for before, after in zip(kept, stripped["cells"]):
             if before["cell_type"] == "code":
-                assert after["outputs"] == before["outputs"], path
+                assert json.dumps(after["outputs"]) == PACKAGE_MENTION.sub("assignment", json.dumps(before["outputs"])), path
 
 
 def test_release_tests_fail_only_on_the_stubs(release, tmp_path):
@@ -201,12 +196,35 @@ def test_mathjax_is_the_pinned_copy_and_pages_use_it(release):
     """The book serves MathJax itself (the file PROVENANCE.md describes) and loads nothing from a CDN."""
     digest = hashlib.sha256((MATHJAX / "tex-svg-full.js").read_bytes()).hexdigest()
     assert f"`{digest}`" in (MATHJAX / "PROVENANCE.md").read_text(), "tex-svg-full.js differs from PROVENANCE.md"
-    page = (release / "book" / "part1" / "1_1_gradients.html").read_text()
+    page = (release / "html" / "part1" / "1_1_gradients.html").read_text()
     assert '_static/mathjax/tex-svg-full.js' in page and page.count("tex-svg-full.js") == 1
-    assert (release / "book" / "_static" / "mathjax" / "tex-svg-full.js").read_bytes() == \
+    assert (release / "html" / "_static" / "mathjax" / "tex-svg-full.js").read_bytes() == \
         (MATHJAX / "tex-svg-full.js").read_bytes()
     assert not re.search(r"<script[^>]+src=\"https?://", page), "a script from the network"
     assert "colab.research.google.com" in page and "mybinder.org" in page and "_sources/part1/1_1_gradients.ipynb" in page
+
+
+def test_launch_buttons_open_notebooks_the_edition_has(release):
+    """Colab and Binder open ``<path in the student repository>``: every such path exists in the edition."""
+    opened = set()
+    for page in (release / "html").rglob("*.html"):
+        text = html.unescape(page.read_text(encoding="utf-8"))
+        opened |= set(re.findall(r"colab\.research\.google\.com/github/[^/\s\"]+/[^/\s\"]+/blob/[^/\s\"]+/([^\s\"?#]+\.ipynb)", text))
+        opened |= set(re.findall(r"mybinder\.org/v2/gh/[^\s\"]*?urlpath=(?:lab/tree|tree)/([^\s\"&#]+\.ipynb)", text))
+    assert len(opened) >= 10, opened
+    missing = sorted(path for path in opened if not (release / path).is_file())
+    assert not missing, f"launch buttons open notebooks the edition does not have: {missing}"
+
+
+def test_the_edition_names_no_reference_code(release):
+    """No file of the student edition (package, tests, chapters, built pages, data) names the reference package."""
+    found = [f"{name}: ...{text[max(0, m.start() - 60):m.end() + 60]!r}..." for name, text in released_texts(release).items()
+             for m in re.finditer(r"(?i)\bsolutions\b", text)]
+    assert not found, "the edition names what students do not have:\n" + "\n".join(found[:20])
+    # The data records keep the command that made them (their provenance); nothing else names experiments/.
+    found = [name for name, text in released_texts(release).items()
+             if not name.startswith("data/") and re.search(r"\bexperiments[./]part\d", text)]
+    assert not found, f"these name the instructors' experiments/: {found}"
 
 
 @pytest.mark.timeout(300)
@@ -216,12 +234,12 @@ def test_headless_chromium_sees_typeset_equations_and_figures(release, tmp_path)
     """The student book in headless Chromium, offline: every equation typeset, every figure loaded; and
     the same check fails on a copy of the site without its MathJax and with a missing figure."""
     from tools.browser_check import check
-    report = check(release / "book")
+    report = check(release / "html")
     assert {name: page["problems"] for name, page in report.items() if page["problems"]} == {}
     assert sum(page["typeset"] for page in report.values()) > 100
     assert sum(len(page["images"]) for page in report.values()) > 5
     broken = tmp_path / "site"
-    shutil.copytree(release / "book", broken)
+    shutil.copytree(release / "html", broken)
     (broken / "_static" / "mathjax" / "tex-svg-full.js").unlink()
     images = sorted((broken / "_images").iterdir())
     images[0].unlink()
