@@ -72,6 +72,7 @@ from solutions.common import atomic_torch_save, atomic_write_bytes, provenance, 
 from solutions.part1.models import MODELS
 from solutions.part1.palindrome import NUM_CLASSES, palindrome_batch
 from solutions.part1.train import HELD_OUT_SEED_OFFSET
+from solutions.part1.sweep import parse_lengths  # the same rule as the students' command
 
 GATES = {"rnn": ("h",), "lstm": ("g", "i", "f", "o")}  # gate order of the stacked weights
 
@@ -401,20 +402,6 @@ class BatchedTrainer:
 
 
 # --- the sweep: data, checkpoints and results -------------------------------------------------------
-
-def parse_lengths(words: list[str]) -> list[int]:
-    """['5-20'] or ['5', '7', '9'] -> a sorted list of distinct input lengths."""
-    lengths = set()
-    for word in words:
-        try:
-            lo, _, hi = word.partition("-")
-            lengths.update(range(int(lo), int(hi or lo) + 1))
-        except ValueError:
-            raise ValueError(f"input lengths are integers or ranges like 5-20, got {word!r}") from None
-    if not lengths or min(lengths) < 1:
-        raise ValueError(f"input lengths must be positive, got {words}")
-    return sorted(lengths)
-
 
 def model_slots(input_lengths: list[int], seeds: list[int]) -> list[tuple[int, int]]:
     """The (input_length, seed) of each stacked model, longest first."""

@@ -1,0 +1,269 @@
+"""Accuracy against input length: train every model, input length and seed with this package's train().
+
+    python -m assignment.part1.sweep                                  # rnn and lstm, T = 5..20, seeds 0 1 2
+    python -m assignment.part1.sweep --seeds 0 --train-steps 3000     # a quick look first
+
+It trains your own models: each run is one call of ``train()`` from ``train.py`` of the same
+package, with the settings of ``python -m assignment.part1.train`` (same options, same defaults).
+The runs go to ``--workers`` processes of one thread each (default: one per core), the longest
+first. All results go to one file (default ``results/part1/sweep.json``), rewritten after every
+finished run: stop with Ctrl-C whenever you like, and the same command later trains only the runs
+that are missing. Plot the file with ``plot_accuracy_vs_length(load_sweep(path))``.
+
+How long: about 1.5 hours on a 2-core laptop with the defaults (45 minutes on 4 cores); ``--seeds 0
+--train-steps 3000`` takes about 10 minutes on 2 cores. Measured on one core of a small Intel Xeon
+with the reference code, a step takes longer the longer the input: 550, 350 and 220 steps/s for
+the RNN at T = 5, 10 and 20, and 160, 85 and 47 for the LSTM. The 96 runs of 10,000 steps are about
+2.6 hours of one core, four fifths of them the LSTM's.
+
+The default is three seeds: beyond T = 14 a run of either model either learns the task or stays
+near chance, and which one it does depends on the seed, so one seed per length is a coin toss. With
+three, the median says where most runs end and the dots show the spread, at three times the cost
+of one seed.
+"""
+from __future__ import annotations
+
+import argparse
+import inspect
+import json
+import multiprocessing
+import os
+import shlex
+import signal
+import statistics
+import sys
+import threading
+import time
+from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+from pathlib import Path
+
+import torch
+from tqdm.auto import tqdm
+
+from ..common import atomic_write_json, provenance, resolve_device
+from .models import MODELS
+from .train import train
+
+LATE_EVALUATIONS = 10  # the late accuracy of a run is the median of its last 10 held-out accuracies
+CHANCE = 1 / 10  # accuracy of a guess: one of ten digits
+# train()'s arguments that are not settings of the sweep: each run's own, and what train() shows or saves.
+# All the others are options of the command, with train()'s defaults.
+NOT_SETTINGS = ("model", "input_length", "seed", "progress", "save_model")
+TRAIN_DEFAULTS = {name: p.default for name, p in inspect.signature(train).parameters.items()
+                  if name not in NOT_SETTINGS}
+NOT_COMPARED = ("device",)  # a resumed sweep may run elsewhere: the device changes rounding, not the experiment
+
+
+def late_accuracy(eval_accuracy: list[float]) -> float:
+    """The median of the last LATE_EVALUATIONS held-out accuracies: where training ended up.
+
+    The final accuracy alone can catch a brief dip of the curve; the median of the last ten does not.
+    """
+    return round(statistics.median(eval_accuracy[-LATE_EVALUATIONS:]), 5)
+
+
+def run_one(model: str, input_length: int, seed: int, settings: dict) -> dict:
+    """Train one (model, input length, seed) with train() and keep what the sweep needs of its record."""
+    record = train(model=model, input_length=input_length, seed=seed, progress=False, **settings)
+    curve = record["curve"]
+    return {"model": model, "input_length": input_length, "seed": seed,
+            "final_eval_accuracy": record["final_eval_accuracy"], "best_eval_accuracy": record["best_eval_accuracy"],
+            "late_eval_accuracy": late_accuracy(curve["eval_accuracy"]),
+            "wall_time_s": record["wall_time_s"], "device": record["device"],
+            "curve": {"step": curve["step"], "eval_accuracy": curve["eval_accuracy"]}}
+
+
+def run_key(run: dict) -> tuple[str, int, int]:
+    return run["model"], run["input_length"], run["seed"]
+
+
+def load_sweep(path: str | os.PathLike = "results/part1/sweep.json") -> dict:
+    """The record of a sweep's result file (settings, provenance, and the list of runs)."""
+    return json.loads(Path(path).read_text(encoding="utf-8"))
+
+
+def write_results(path: Path, settings: dict, runs: dict, started: float, workers: int) -> None:
+    """Rewrite the result file with every finished run (atomically: a reader never sees half a file)."""
+    order = {name: i for i, name in enumerate(MODELS)}
+    atomic_write_json(path, {**provenance(settings, started), "workers": workers,
+                             "late_evaluations": LATE_EVALUATIONS,
+                             "runs": sorted(runs.values(), key=lambda r: (order[r["model"]], *run_key(r)[1:]))})
+
+
+def start_worker() -> None:
+    """Set up a worker process: one torch thread, and a thread lock for tqdm.
+
+    (tqdm's default lock is a semaphore that a worker stopped by Ctrl-C would leave behind, with a warning.)
+    """
+    torch.set_num_threads(1)
+    tqdm.set_lock(threading.RLock())
+
+
+def parse_lengths(words: list[str]) -> list[int]:
+    """['5-20'] or ['5', '7', '9'] -> a sorted list of distinct input lengths (ValueError if invalid)."""
+    lengths = set()
+    for word in words:
+        lo, _, hi = word.partition("-")
+        try:
+            lengths.update(range(int(lo), int(hi or lo) + 1))
+        except ValueError:
+            raise ValueError(f"--input-lengths takes integers or ranges like 5-20, got {word!r}") from None
+    if not lengths or min(lengths) < 1:
+        raise ValueError(f"--input-lengths must be positive and a range must not be empty, got {' '.join(words)}")
+    return sorted(lengths)
+
+
+def usable_cores() -> int:
+    """The cores this process may run on (os.sched_getaffinity does not exist on macOS)."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
+def option(name: str) -> str:
+    """train()'s argument name -> its command-line option: train_steps -> --train-steps."""
+    return "--" + name.replace("_", "-")
+
+
+class Parser(argparse.ArgumentParser):
+    def error(self, message: str):
+        """Report a bad command line in one line (argparse would print the long usage first)."""
+        self.exit(2, f"error: {message} (see --help)\n")
+
+
+def parse_args(argv: list[str]) -> tuple[argparse.Namespace, dict, dict]:
+    """The command line -> (arguments, the settings every run shares, the runs already in --out).
+
+    Every error is reported here, as one line and exit status 2, before any training.
+    """
+    p = Parser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--models", nargs="+", choices=sorted(MODELS), default=["rnn", "lstm"], help="(default rnn lstm)")
+    p.add_argument("--input-lengths", nargs="+", default=["5-20"], metavar="T",
+                   help="input lengths (digits seen; palindromes have T + 1): a range like 5-20 or a list (default 5-20)")
+    p.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2], metavar="SEED", help="(default 0 1 2)")
+    # The training settings: the arguments of train(), with train()'s own defaults.
+    for name, default in TRAIN_DEFAULTS.items():
+        if isinstance(default, bool):
+            p.add_argument(option(name), action=argparse.BooleanOptionalAction, default=default,
+                           help=f"(default {'on' if default else 'off'})")
+        else:
+            p.add_argument(option(name), type=type(default), default=default, help=f"(default {default})")
+    p.add_argument("--workers", type=int, default=usable_cores(),
+                   help="processes that train at the same time, one thread each (default: the usable cores)")
+    p.add_argument("--out", type=Path, default=Path("results/part1/sweep.json"),
+                   help="the result file, also read to resume (default results/part1/sweep.json)")
+    args = p.parse_args(argv)
+
+    try:
+        args.input_lengths = parse_lengths(args.input_lengths)
+        resolve_device(args.device)
+    except (ValueError, RuntimeError) as error:
+        p.error(str(error))
+    settings = {name: getattr(args, name) for name in TRAIN_DEFAULTS}
+    for name, value in [*settings.items(), ("workers", args.workers)]:
+        if isinstance(value, (int, float)) and not isinstance(value, bool) and value <= 0:
+            p.error(f"{option(name)} must be positive, got {value}")
+
+    # --out must be a file we can write; if it exists, it must be a sweep with the same settings.
+    try:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        if not os.access(args.out.parent, os.W_OK) or (args.out.exists() and not os.access(args.out, os.W_OK)):
+            raise PermissionError("permission denied")
+        record = load_sweep(args.out) if args.out.exists() else {"settings": settings, "runs": []}
+        done, before = {run_key(run): run for run in record["runs"]}, record["settings"]
+    except OSError as error:
+        p.error(f"cannot write --out {args.out} ({error}); choose another --out")
+    except (ValueError, KeyError, TypeError):
+        p.error(f"{args.out} is not the result file of a sweep; choose another --out")
+    for name, value in settings.items():
+        if done and name not in NOT_COMPARED and before.get(name) != value:
+            p.error(f"{args.out} holds runs made with {option(name)} {before.get(name)}, not {value}; "
+                    f"resume with the same settings, or choose another --out")
+    return args, settings, done
+
+
+def sweep(args: argparse.Namespace, settings: dict, runs: dict) -> None:
+    """Train every run of the grid that is not in ``runs`` yet, in worker processes, adding it to ``runs``."""
+    started = time.perf_counter()
+    grid = [(m, t, s) for m in args.models for t in args.input_lengths for s in dict.fromkeys(args.seeds)]
+    # The longest runs first (an LSTM step costs about four RNN steps), so that the workers finish together.
+    todo = sorted((key for key in grid if key not in runs), key=lambda k: (-k[1] * (4 if k[0] == "lstm" else 1), k))
+    workers = max(1, min(args.workers, len(todo)))
+    print(f"{len(grid) - len(todo)} of {len(grid)} runs are in {args.out} already; "
+          f"training {len(todo)} in {workers} processes", flush=True)
+    bar = tqdm(total=len(grid), initial=len(grid) - len(todo), unit="run", desc="sweep")
+    before = set(multiprocessing.active_children())
+    # The workers start while Ctrl-C is ignored, and keep ignoring it: stopping them is this process's job.
+    # spawn: fresh processes (fork would copy this process's torch thread pools).
+    default_handler = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"),
+                               initializer=start_worker)
+    try:
+        pending = {pool.submit(run_one, *key, settings) for key in todo}
+        signal.signal(signal.SIGINT, default_handler)
+        while pending:
+            finished, pending = wait(pending, return_when=FIRST_COMPLETED)
+            for future in finished:
+                run = future.result()  # a run that failed raises its error here, with the worker's traceback
+                runs[run_key(run)] = run
+                write_results(args.out, settings, runs, started, workers)
+                bar.update()
+                bar.set_postfix_str(f"last: {run['model']} T={run['input_length']} seed {run['seed']}, "
+                                    f"late held-out accuracy {run['late_eval_accuracy']:.2f}")
+        pool.shutdown()  # all done: the workers end
+    finally:
+        signal.signal(signal.SIGINT, default_handler)
+        bar.close()
+        # After Ctrl-C or an error: drop the runs not started yet, and end the workers and their runs.
+        pool.shutdown(wait=False, cancel_futures=True)
+        for process in set(multiprocessing.active_children()) - before:
+            process.terminate()
+        pool.shutdown()  # and wait for the pool to notice, so that it closes its queues
+
+
+def main(argv: list[str] | None = None) -> dict:
+    torch.set_num_threads(1)
+    argv = sys.argv[1:] if argv is None else argv
+    args, settings, runs = parse_args(argv)
+    try:
+        sweep(args, settings, runs)
+    except KeyboardInterrupt:
+        print(f"\ninterrupted: {len(runs)} finished runs kept in {args.out}; resume with: "
+              f"{shlex.join(['python', '-m', __spec__.name, *argv])}", file=sys.stderr)
+        sys.exit(130)
+    for model in args.models:
+        late = {t: [r["late_eval_accuracy"] for r in runs.values() if r["model"] == model and r["input_length"] == t]
+                for t in args.input_lengths}
+        print(f"{model}: median late held-out accuracy by input length: "
+              + " ".join(f"{t}:{statistics.median(a):.2f}" for t, a in late.items()))
+    print(f"wrote {args.out}; plot it with {__spec__.name}.plot_accuracy_vs_length(load_sweep({str(args.out)!r}))")
+    return runs
+
+
+def plot_accuracy_vs_length(record: dict, ax=None, statistic: str = "late_eval_accuracy"):
+    """Held-out accuracy against input length, per model: a dot per seed, a line through the median.
+
+    ``statistic`` is a run's ``late_eval_accuracy`` (default), ``final_eval_accuracy`` or
+    ``best_eval_accuracy``. Returns (figure, axes).
+    """
+    import matplotlib.pyplot as plt  # here, so that the command does not need matplotlib to start
+
+    if ax is None:
+        _, ax = plt.subplots(figsize=(7, 4))
+    models = [m for m in MODELS if any(r["model"] == m for r in record["runs"])]
+    for i, model in enumerate(models):
+        runs = [r for r in record["runs"] if r["model"] == model]
+        shift = 0.12 * (i - (len(models) - 1) / 2)  # models side by side, so that their dots do not hide each other
+        lengths = sorted({r["input_length"] for r in runs})
+        medians = [statistics.median(r[statistic] for r in runs if r["input_length"] == t) for t in lengths]
+        line, = ax.plot([t + shift for t in lengths], medians, "-", label=f"{model} (median over seeds)")
+        ax.plot([r["input_length"] + shift for r in runs], [r[statistic] for r in runs], "o", ms=4, alpha=0.5,
+                color=line.get_color(), label=f"{model} (one dot per seed)")
+    ax.axhline(CHANCE, color="grey", ls=":", lw=1, label="chance (0.1)")
+    ax.set(xticks=sorted({r["input_length"] for r in record["runs"]}), ylim=(0, 1.05),
+           xlabel="input length T (the palindrome has T + 1 digits)",
+           ylabel=f"held-out accuracy ({statistic.split('_')[0]})")
+    ax.legend(fontsize=8)
+    return ax.figure, ax
+
+
+if __name__ == "__main__":
+    main()
