@@ -1,6 +1,6 @@
 """Train a VanillaRNN or an LSTM on the palindrome task.
 
-    python -m solutions.part1.train --model lstm --input-length 15 --seed 0
+    python -m assignment.part1.train --model lstm --input-length 15 --seed 0
 
 ``--input-length`` is the number of digits the model sees; the palindromes are one digit longer.
 The defaults are those of 2019: hidden 128, batch 128, RMSprop with learning rate 1e-3, 10,000
@@ -11,6 +11,7 @@ seed, the versions and the curves.
 from __future__ import annotations
 
 import argparse
+import os
 import time
 from pathlib import Path
 
@@ -18,7 +19,7 @@ import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
-from ..common import atomic_write_json, provenance, resolve_device, seed_everything
+from ..common import atomic_torch_save, atomic_write_json, provenance, resolve_device, seed_everything
 from .models import MODELS
 from .palindrome import NUM_CLASSES, palindrome_stream
 
@@ -52,9 +53,13 @@ def evaluate(model: torch.nn.Module, batches: list[tuple[torch.Tensor, torch.Ten
 def train(model: str = "rnn", input_length: int = 10, num_hidden: int = 128, batch_size: int = 128,
           learning_rate: float = 1e-3, train_steps: int = 10_000, max_norm: float = 10.0, seed: int = 0,
           one_hot: bool = False, eval_every: int = 100, eval_batches: int = 4, device: str = "auto",
-          progress: bool = True) -> dict:
-    """Train one model and return its result record (settings, provenance and curves)."""
-    settings = {k: v for k, v in locals().items() if k != "progress"}
+          progress: bool = True, save_model: str | os.PathLike | None = None) -> dict:
+    """Train one model and return its result record (settings, provenance and curves).
+
+    With ``save_model``, the initial and the trained weights are also saved there (``torch.save`` of
+    ``{"initial": state_dict, "trained": state_dict}``; read it with ``torch.load(path, weights_only=True)``).
+    """
+    settings = {k: v for k, v in locals().items() if k not in ("progress", "save_model")}
     if model not in MODELS:
         raise ValueError(f"model must be one of {sorted(MODELS)}, got {model!r}")
     if eval_every < 1 or train_steps < 1:
@@ -63,6 +68,7 @@ def train(model: str = "rnn", input_length: int = 10, num_hidden: int = 128, bat
     dev = resolve_device(device)
     seed_everything(seed)
     net = MODELS[model](input_dim=NUM_CLASSES if one_hot else 1, num_hidden=num_hidden, num_classes=NUM_CLASSES).to(dev)
+    initial = {k: v.detach().cpu().clone() for k, v in net.state_dict().items()}
     optimizer = torch.optim.RMSprop(net.parameters(), lr=learning_rate)
     stream = palindrome_stream(input_length, batch_size, seed=seed, one_hot=one_hot)
     held_out = palindrome_stream(input_length, batch_size, seed=seed + HELD_OUT_SEED_OFFSET, one_hot=one_hot)
@@ -78,6 +84,8 @@ def train(model: str = "rnn", input_length: int = 10, num_hidden: int = 128, bat
             for key, value in zip(curve, (step, loss, acc, eval_loss, eval_acc)):
                 curve[key].append(round(value, 5) if isinstance(value, float) else value)
             bar.set_postfix(loss=f"{loss:.3f}", held_out_acc=f"{eval_acc:.3f}")
+    if save_model is not None:
+        atomic_torch_save(save_model, {"initial": initial, "trained": {k: v.cpu() for k, v in net.state_dict().items()}})
     return {**provenance(settings, started), "device": str(dev),
             "final_eval_accuracy": curve["eval_accuracy"][-1], "best_eval_accuracy": max(curve["eval_accuracy"]),
             "curve": curve}

@@ -4,5 +4,5 @@
 - ``dataset``: ``TextDataset``, 30-character pieces of a book and their next-character targets.
 - ``model``: ``TextGenerationModel``, the two-layer LSTM (you write it, Question 2.1 (a)).
 - ``sampling``: greedy and temperature sampling, generation that carries the state (2.1 (b), (c), 2.2).
-- ``train``: the training command ``python -m solutions.part2.train --book sherlock_holmes``.
+- ``train``: the training command ``python -m assignment.part2.train --book sherlock_holmes``.
 """
