@@ -13,12 +13,19 @@ How a submission is graded
 --------------------------
 1. The parent (this module, which never imports student code) copies the pristine stubs and
    overlays the student's ``.py`` files onto them (nothing outside the package, no ``conftest.py``).
+   A submission with a symlink anywhere, or a zip that is too large (20 MiB unpacked, 2000
+   files, nested zips included) or holds a symlink, a path outside it or anything but ``.py``
+   files, is refused: it scores 0 and results.json's output says why.
 2. A child collects the graded tests (``tests/graded`` and ``tests/hidden``) against the pristine
    stubs, so the list of tests and their points comes from code no student touched.
-3. For every test file (or every test, with ``--per test``), a child process runs its graded tests against the submission,
-   in a fresh copy of the tests, in its own session (process group), time-limited, with a
-   minimal environment, and, when the grader runs as root (as on Gradescope), as the unprivileged
-   user ``nobody``, which can neither write the results folder nor touch the parent.
+3. For every test file (or every test, with ``--per test``), a child process runs its graded tests
+   against the submission, in a fresh copy of the public tests and of the hidden tests it runs
+   (no other), in its own session (process group), with a minimal environment, and, when the
+   grader runs as root (as on Gradescope), as the unprivileged user ``nobody``, which can neither
+   write the results folder nor touch the parent. If ``nobody`` cannot run our Python, the grader
+   stops before grading (exit status 2) unless ``--allow-root``. pytest-timeout stops a slow test;
+   the parent kills the child's session when a test runs 10 s past its limit (one that ignores
+   SIGALRM, or loops in C code).
 4. The child reports through ``tools/autograder_plugin.py``: the parent sends a fresh random key
    and nonce on the child's stdin, which the plugin reads before any student code is imported;
    each test's outcome comes back as one record HMAC-signed with that key on a file descriptor the
@@ -26,7 +33,9 @@ How a submission is graded
    expected test id, exactly one per test; any test without one scores 0 (a crash, ``os._exit``,
    an endless loop or a forged record). If a child dies, the test it was running scores 0 and
    the file's remaining tests run in a new child. The child's exit status is ignored.
-5. The parent alone writes results.json (atomically), after the last child has been killed.
+5. The parent alone writes results.json (atomically), after the last child has been killed; its
+   ``extra_data`` names the tests that timed out or crashed, and a visible test's output loses
+   every line that quotes a hidden test's source.
 
 Threat model, honestly
 ----------------------
@@ -41,8 +50,10 @@ copy). What it cannot stop: student code runs in the same interpreter as the tes
 by, so a determined attacker can read the keyed HMAC object from memory and sign its own records,
 or patch something we do not watch (a numeric routine a test trusts). Running one child per
 test file, with a key per child, and refusing duplicate records raises the bar; it is not a
-sandbox. Gradescope keeps each submission's code for review, and the hidden tests check the same
-questions from another angle.
+sandbox. A child as ``nobody`` can read the grader's own files (setup.sh makes them readable),
+hidden tests included: only their verbatim lines are kept out of a visible test's output, so
+encoded text or another channel would still leak them. Gradescope keeps each submission's code
+for review, and the hidden tests check the same questions from another angle.
 """
 from __future__ import annotations
 
@@ -51,52 +62,100 @@ import hashlib
 import hmac
 import json
 import os
+import pwd
 import secrets
 import shutil
 import signal
+import stat
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import zipfile
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent  # the repository, or /autograder/source in the zip
 PACKAGE = "assignment"
-TESTS = ("tests/graded", "tests/hidden")
+HIDDEN = "tests/hidden"  # graded tests that students never see
+TESTS = ("tests/graded", HIDDEN)
 # What the grader needs besides the package: copied into every child's working folder.
 GRADER_FILES = ("pytest.ini", "tests/__init__.py", "tests/conftest.py", "tests/grading.py",
                 "tools/__init__.py", "tools/autograder_plugin.py")
 TEMPLATES = Path(__file__).resolve().parent / "templates"
 IGNORE = shutil.ignore_patterns("__pycache__", "*.pyc", ".pytest_cache")
+# What a zip submission may hold, nested zips included: about 100 times the package's own size.
+MAX_BYTES, MAX_MEMBERS = 20 * 2**20, 2000
+JUNK = ("__MACOSX", "__pycache__", ".DS_Store")  # what zip tools add: skipped, not refused
+GRACE = 10  # seconds past a test's own time limit before the parent kills its child
+STARTUP = 120  # seconds a child may take to start (import torch, collect) before its first test
 
 
 # ----------------------------------------------------------------------------- the submission
 
-def _safe_extract(archive: Path, dest: Path) -> None:
-    """Unzip, refusing absolute paths and ``..`` (a zip must not write outside ``dest``)."""
+def _safe_extract(archive: Path, dest: Path, budget: dict[str, int]) -> None:
+    """Unzip a submission after checking every member, since a 130 KB zip can unpack to gigabytes.
+
+    Refused: a path outside ``dest`` (absolute or ``..``), a symlink, a file that is neither ``.py``
+    nor a zip, and more members, bytes or nested zips than ``budget`` has left (it is shared with
+    the zips inside, and drawn down here). What zip tools add (``__MACOSX/``, ``.DS_Store``,
+    ``__pycache__``) is skipped. Raises ValueError with the reason.
+    """
+    budget["zips"] -= 1
+    if budget["zips"] < 0:
+        raise ValueError(f"{archive.name}: zips nested too deep")
     with zipfile.ZipFile(archive) as zf:
+        members = []
         for info in zf.infolist():
-            target = (dest / info.filename).resolve()
-            if not target.is_relative_to(dest.resolve()):
-                raise ValueError(f"{archive.name}: refusing the path {info.filename!r} outside the archive")
-        zf.extractall(dest)
+            name = info.filename
+            if not (dest / name).resolve().is_relative_to(dest.resolve()):
+                raise ValueError(f"{archive.name}: refusing the path {name!r} outside the archive")
+            if stat.S_ISLNK(info.external_attr >> 16):
+                raise ValueError(f"{archive.name}: refusing the symlink {name!r}")
+            budget["members"] -= 1
+            budget["bytes"] -= info.file_size
+            if budget["members"] < 0 or budget["bytes"] < 0:
+                raise ValueError(f"{archive.name}: too large (at most {MAX_MEMBERS} files and "
+                                 f"{MAX_BYTES // 2**20} MiB unpacked, zips inside included)")
+            if any(part in JUNK for part in Path(name).parts):
+                continue
+            if not (info.is_dir() or name.lower().endswith((".py", ".zip"))):
+                raise ValueError(f"{archive.name}: refusing {name!r}: a submission holds .py files only")
+            members.append(info)
+        for info in members:
+            zf.extract(info, dest)
 
 
-def find_package(submission: Path, scratch: Path) -> Path:
+def _refuse_links(folder: Path) -> None:
+    """Refuse a symlink anywhere in ``folder``: following one would grade other code (a classmate's,
+    the solutions) as the student's. ``os.walk`` lists a linked folder without entering it."""
+    for parent, folders, files in os.walk(folder):
+        for name in folders + files:
+            if (Path(parent) / name).is_symlink():
+                raise ValueError(f"refusing the symlink {(Path(parent) / name).relative_to(folder)}: "
+                                 "a submission holds plain files only")
+
+
+def find_package(submission: Path, scratch: Path, budget: dict[str, int] | None = None) -> Path:
     """The folder that holds the student's package files inside a submission.
 
     Accepted: an ``assignment/`` folder, the package's files at the top (``part1/`` ...), or a zip of
-    either (also one level down, as Gradescope keeps an uploaded zip as a file).
+    either (also one level down, as Gradescope keeps an uploaded zip as a file). Refused (ValueError):
+    a symlink anywhere, and a zip that ``_safe_extract`` refuses.
     """
     submission = Path(submission)
+    if budget is None:
+        budget = {"bytes": MAX_BYTES, "members": MAX_MEMBERS, "zips": 3}
+    if submission.is_symlink():
+        raise ValueError(f"refusing the symlink {submission.name}: a submission is a plain folder or zip")
     if submission.is_file() and zipfile.is_zipfile(submission):
         unpacked = scratch / "unzipped"
         unpacked.mkdir(parents=True, exist_ok=True)
-        _safe_extract(submission, unpacked)
-        return find_package(unpacked, scratch / "inner")
+        _safe_extract(submission, unpacked, budget)
+        return find_package(unpacked, scratch / "inner", budget)
     if not submission.is_dir():
         raise ValueError(f"submission {submission} is neither a folder nor a zip")
+    _refuse_links(submission)
     for candidate in [submission / PACKAGE, *sorted(submission.glob(f"*/{PACKAGE}"))]:
         if candidate.is_dir():
             return candidate
@@ -104,7 +163,7 @@ def find_package(submission: Path, scratch: Path) -> Path:
         return submission
     zips = [p for p in sorted(submission.iterdir()) if p.is_file() and zipfile.is_zipfile(p)]
     if len(zips) == 1:
-        return find_package(zips[0], scratch)
+        return find_package(zips[0], scratch, budget)
     entries = [p.name for p in sorted(submission.iterdir())]
     raise ValueError(f"no {PACKAGE}/ package in the submission (found: {entries[:20]})")
 
@@ -129,13 +188,18 @@ def overlay(package: Path, target: Path) -> list[str]:
 _RUNNING: set[int] = set()  # the children's sessions, killed if we are told to stop
 
 
+def _kill(pid: int) -> None:
+    """Kill a child's whole session, whatever it left behind."""
+    try:
+        os.killpg(pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+
+
 def _stop(signum, frame) -> None:
     """SIGTERM (a batch's time limit): end the children's sessions too, then exit."""
     for pid in list(_RUNNING):
-        try:
-            os.killpg(pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
+        _kill(pid)
     raise SystemExit(128 + signum)
 
 
@@ -145,34 +209,77 @@ def _can_exec() -> bool:
     return all(p.stat().st_mode & 0o001 for p in [path, *path.parents])
 
 
+def can_drop_privileges(user: str) -> bool:
+    """Whether the children can run as ``user``: it exists and can run our Python with pytest and torch."""
+    try:
+        entry = pwd.getpwnam(user)
+    except KeyError:
+        return False
+    if not _can_exec():
+        return False
+    probe = subprocess.run([sys.executable, "-c", "import pytest, torch"], user=entry.pw_uid, group=entry.pw_gid,
+                           extra_groups=[], cwd="/", capture_output=True,
+                           env={"PATH": os.environ.get("PATH", "/usr/bin:/bin")})
+    return probe.returncode == 0
+
+
+class RootRefused(Exception):
+    """Student code would run as root because the drop to an unprivileged user failed (exit status 2)."""
+
+
+def child_ids(user: str | None, allow_root: bool) -> tuple[int, int] | None:
+    """The (uid, gid) the children run as when we are root; None: as ourselves.
+
+    As root, a failed drop to ``user`` is an error (RootRefused, with the fix) unless ``allow_root``:
+    a warning on stderr was easy to miss, and student code would have run as root. ``user`` empty
+    (``--user ''``) asks for no drop.
+    """
+    if os.geteuid() != 0 or not user:
+        return None
+    if can_drop_privileges(user):
+        entry = pwd.getpwnam(user)
+        return entry.pw_uid, entry.pw_gid
+    if allow_root:
+        return None
+    python = sys.executable + ("" if Path(sys.executable).resolve() == Path(sys.executable) else
+                               f" (that is {Path(sys.executable).resolve()})")
+    raise RootRefused(f"error: running as root, and the user {user!r} cannot run {python} with pytest "
+                      "and torch, so student code would run as root; make the Python installation readable and "
+                      "executable by others (chmod -R a+rX the venv, and not under a 0700 home such as /root), "
+                      "or pass --allow-root to grade as root anyway")
+
+
+def _drain(stream, tail: bytearray) -> None:
+    """Read a child's output to its end, keeping the last 8 KB (a child may print without end)."""
+    for chunk in iter(lambda: stream.read1(65536), b""):
+        tail += chunk
+        del tail[:-8192]
+
+
 class Sandbox:
-    """A scratch folder, and the user the children run as (``nobody`` when we are root)."""
+    """A scratch folder, and the user the children run as (``ids``, from ``child_ids``; None: as ourselves)."""
 
-    def __init__(self, base: Path, user: str | None) -> None:
+    def __init__(self, base: Path, ids: tuple[int, int] | None) -> None:
         self.base = base
-        self.uid = self.gid = None
+        self.uid, self.gid = ids or (None, None)
         os.chmod(base, 0o755)
-        if user and os.geteuid() == 0:
-            import pwd
-            entry = pwd.getpwnam(user)
-            probe = subprocess.run([sys.executable, "-c", "import pytest, torch"], user=entry.pw_uid,
-                                   group=entry.pw_gid, extra_groups=[], cwd=base, capture_output=True,
-                                   env={"PATH": os.environ.get("PATH", "/usr/bin:/bin")}) if _can_exec() else None
-            if probe is not None and probe.returncode == 0:
-                self.uid, self.gid = entry.pw_uid, entry.pw_gid
-            else:  # e.g. a Python under /root: say so, and run the children as ourselves
-                print(f"warning: {user} cannot run {sys.executable}; student code runs as root "
-                      "(still in child processes, with signed outcomes)", file=sys.stderr)
 
-    def workdir(self, name: str, package: Path) -> Path:
-        """A fresh copy of the grader's files and of the package, readable (not writable) by the child."""
-        work = self.base / name
-        for relative in GRADER_FILES:
-            (work / relative).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copyfile(ROOT / relative, work / relative)
-        for folder in TESTS:
-            if (ROOT / folder).is_dir():
-                shutil.copytree(ROOT / folder, work / folder, ignore=IGNORE)
+    def workdir(self, name: str, package: Path, tests: list[str]) -> Path:
+        """A fresh copy of the grader's files, of the public tests (a hidden test may import their
+        helpers), of the ``tests`` the child runs (files or folders) and of the package, readable (not
+        writable) by the child: a child never sees a hidden test that it does not run."""
+        work = Path(tempfile.mkdtemp(prefix=f"{name}-", dir=self.base))
+        copies = [*GRADER_FILES, *(folder for folder in TESTS if folder != HIDDEN)]
+        for test in tests:  # with the __init__.py and conftest.py of the folders above it
+            copies += [str(folder / shared) for folder in Path(test).parents
+                       for shared in ("__init__.py", "conftest.py")]
+            copies.append(test)
+        for relative in [c for c in dict.fromkeys(copies) if (ROOT / c).exists()]:
+            if (ROOT / relative).is_dir():
+                shutil.copytree(ROOT / relative, work / relative, ignore=IGNORE, dirs_exist_ok=True)
+            else:
+                (work / relative).parent.mkdir(parents=True, exist_ok=True)
+                shutil.copyfile(ROOT / relative, work / relative)
         shutil.copytree(package, work / PACKAGE, ignore=IGNORE)
         home = work / ".home"
         home.mkdir()
@@ -182,8 +289,16 @@ class Sandbox:
             os.chown(home, self.uid, self.gid)
         return work
 
-    def run(self, work: Path, args: list[str], handshake: dict, timeout: float) -> tuple[list[dict], str]:
-        """Run pytest in ``work`` with the plugin; returns the lines it wrote on our descriptor and its output."""
+    def run(self, work: Path, args: list[str], handshake: dict, limits: dict[str, float],
+            startup: float = STARTUP) -> tuple[list[dict], str, bool]:
+        """Run pytest in ``work`` with the plugin; returns the lines it wrote on our descriptor, its output,
+        and whether we killed it for running past a time limit.
+
+        The limits are ours, not the child's: ``startup`` seconds until its first test starts, then
+        ``limits[test] + GRACE`` from the line that says the test started. So a test that ignores
+        pytest-timeout (SIGALRM ignored, a loop in C code) costs its own limit, not the file's. Each
+        test starts once: forged 'start' lines cannot stretch a child past the sum of its limits.
+        """
         records = self.base / f"{work.name}.records"
         fd = os.open(records, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": str(work / ".home"),
@@ -196,41 +311,67 @@ class Sandbox:
                                 stderr=subprocess.STDOUT, pass_fds=(fd,), start_new_session=True, **extra)
         _RUNNING.add(proc.pid)
         os.close(fd)
+        tail = bytearray()
+        reader = threading.Thread(target=_drain, args=(proc.stdout, tail), daemon=True)
+        reader.start()
+        lines: list[dict] = []
+        started: set[str] = set()
+        deadline, overdue, pending = time.monotonic() + startup, False, b""
         try:
-            output, _ = proc.communicate((json.dumps({**handshake, "fd": fd}) + "\n").encode(), timeout=timeout)
-        except subprocess.TimeoutExpired:
-            output = b"(timed out)"
-        finally:
             try:
-                os.killpg(proc.pid, signal.SIGKILL)  # the child's whole session, whatever it left behind
-            except ProcessLookupError:
+                proc.stdin.write((json.dumps({**handshake, "fd": fd}) + "\n").encode())
+                proc.stdin.close()
+            except OSError:  # it died before reading
                 pass
+            with records.open("rb") as log:
+                while not overdue:
+                    try:
+                        proc.wait(timeout=0.2)
+                        exited = True
+                    except subprocess.TimeoutExpired:
+                        exited = False
+                    *complete, pending = (pending + log.read()).split(b"\n")
+                    for raw in complete:
+                        try:
+                            line = json.loads(raw)
+                        except (ValueError, RecursionError):  # not ours: ours are flat JSON lines
+                            continue
+                        if not isinstance(line, dict):
+                            continue
+                        lines.append(line)
+                        test = line.get("start")
+                        if isinstance(test, str) and test in limits and test not in started:
+                            started.add(test)
+                            deadline = time.monotonic() + limits[test] + GRACE
+                    if exited:
+                        break
+                    overdue = time.monotonic() > deadline
+        finally:
+            _kill(proc.pid)
             proc.wait()
+            reader.join(timeout=5)
             _RUNNING.discard(proc.pid)
-        lines = []
-        for line in records.read_bytes().splitlines():
-            try:
-                lines.append(json.loads(line))
-            except ValueError:
-                continue
-        records.unlink()
-        return lines, output.decode(errors="replace")[-4000:]
+            records.unlink()
+        return lines, bytes(tail).decode(errors="replace")[-4000:], overdue
 
 
 _COLLECTED: dict[tuple, dict[str, dict]] = {}  # per process: batch grading collects once
 
 
-def collect(sandbox: Sandbox, pristine: Path, tests: list[str], timeout: float = 600) -> dict[str, dict]:
+def collect(sandbox: Sandbox, pristine: Path, tests: list[str], keyword: str | None = None,
+            timeout: float = 600) -> dict[str, dict]:
     """The graded tests and their points, collected against the pristine stubs (no student code)."""
-    if tuple(tests) in _COLLECTED:
-        return _COLLECTED[tuple(tests)]
-    work = sandbox.workdir("collect", pristine)
-    lines, output = sandbox.run(work, ["--collect-only", *tests],
-                                {"key": secrets.token_hex(32), "nonce": "", "mode": "collect"}, timeout)
+    key = (*tests, keyword)
+    if key in _COLLECTED:
+        return _COLLECTED[key]
+    work = sandbox.workdir("collect", pristine, tests)
+    lines, output, _ = sandbox.run(work, ["--collect-only", *tests, *(["-k", keyword] if keyword else [])],
+                                   {"key": secrets.token_hex(32), "nonce": "", "mode": "collect"}, {}, timeout)
+    shutil.rmtree(work, ignore_errors=True)
     for line in lines:
         if "collected" in line:
-            _COLLECTED[tuple(tests)] = {entry["id"]: entry for entry in line["collected"]}
-            return _COLLECTED[tuple(tests)]
+            _COLLECTED[key] = {entry["id"]: entry for entry in line["collected"]}
+            return _COLLECTED[key]
     raise RuntimeError(f"collecting the graded tests failed:\n{output}")
 
 
@@ -238,19 +379,23 @@ def run_file(sandbox: Sandbox, package: Path, nodeids: list[str], timeout: float
              label: str, extra: tuple[str, ...] = ()) -> dict[str, tuple[str, str]]:
     """Outcomes (status, output) of the tests ``nodeids`` of one file; a new child after each crash.
 
-    ``limits`` gives the tests' own ``@pytest.mark.timeout`` seconds, where they have one.
+    ``limits`` gives the tests' own ``@pytest.mark.timeout`` seconds, where they have one. The status
+    is ``passed``, ``failed``, ``timeout`` (stopped by pytest-timeout, or killed by us for ignoring
+    it) or ``crashed`` (the child ended during the test without a valid outcome).
     """
     outcomes: dict[str, tuple[str, str]] = {}
     pending = list(nodeids)
+    files = list(dict.fromkeys(n.split("::")[0] for n in nodeids))
     attempt = 0
     while pending:
         attempt += 1
         key, nonce = secrets.token_bytes(32), secrets.token_hex(16)
-        work = sandbox.workdir(f"{label}-{attempt}", package)
-        # pytest-timeout stops a test first (its own @pytest.mark.timeout or ours); this stops the child.
-        limit = 120 + sum(max(timeout, limits.get(n) or 0) for n in pending)
-        lines, output = sandbox.run(work, ["-o", f"timeout={timeout:g}", *extra, *pending],
-                                    {"key": key.hex(), "nonce": nonce, "mode": "run", "expect": pending}, limit)
+        work = sandbox.workdir(f"{label}-{attempt}", package, files)
+        # pytest-timeout stops a test first (its own @pytest.mark.timeout or ours); we stop a test that ignores it.
+        seconds = {n: max(timeout, limits.get(n) or 0) for n in pending}
+        lines, output, overdue = sandbox.run(work, ["-o", f"timeout={timeout:g}", *extra, *pending],
+                                             {"key": key.hex(), "nonce": nonce, "mode": "run", "expect": pending},
+                                             seconds)
         shutil.rmtree(work, ignore_errors=True)
         signed: dict[str, list[tuple[str, str]]] = {}
         started = []
@@ -264,17 +409,23 @@ def run_file(sandbox: Sandbox, package: Path, nodeids: list[str], timeout: float
             if hmac.compare_digest(expected, mac) and record[0] == nonce and record[1] in pending:
                 signed.setdefault(record[1], []).append((str(record[2]), str(record[3])))
         for nodeid, found in signed.items():
-            if len(found) == 1:
-                outcomes[nodeid] = found[0]
-            else:
+            if len(found) != 1:
                 outcomes[nodeid] = ("failed", "more than one signed outcome for this test: a forgery attempt")
+            elif found[0][0] == "failed" and "from pytest-timeout" in found[0][1]:
+                outcomes[nodeid] = ("timeout", found[0][1])
+            else:
+                outcomes[nodeid] = found[0]
         unfinished = [n for n in pending if n not in outcomes]
         if not unfinished:
             break
         # The child died (or was killed) during a test: that test scores 0, the others get a new child.
         crashed = next((n for n in reversed(started) if n in unfinished), unfinished[0])
-        outcomes[crashed] = ("failed", "the test process ended during this test (an exit, a crash or the "
-                                       f"time limit) without a valid outcome:\n{output}")
+        if overdue:
+            outcomes[crashed] = ("timeout", f"the test process was stopped during this test: it ran past the time "
+                                            f"limit ({seconds[crashed]:g} s) and ignored pytest-timeout:\n{output}")
+        else:
+            outcomes[crashed] = ("crashed", "the test process ended during this test (an exit or a crash) "
+                                            f"without a valid outcome:\n{output}")
         pending = [n for n in unfinished if n != crashed]
     return outcomes
 
@@ -291,7 +442,7 @@ def graded_tests(sandbox: Sandbox, tests: list[str], keyword: str | None, cache:
     pristine = ROOT / PACKAGE
     manifest = collect(sandbox, pristine, tests)
     if keyword:
-        selected = set(collect(sandbox, pristine, [*tests, "-k", keyword]))
+        selected = set(collect(sandbox, pristine, tests, keyword))
         manifest = {k: v for k, v in manifest.items() if k in selected}
     if cache is not None:
         tmp = cache.with_name(f"{cache.name}.{os.getpid()}.tmp")
@@ -300,14 +451,33 @@ def graded_tests(sandbox: Sandbox, tests: list[str], keyword: str | None, cache:
     return manifest
 
 
+def hidden_lines() -> set[str]:
+    """The telling lines of the hidden tests' source: 20 characters or more, in no public file."""
+    def lines(paths) -> set[str]:
+        return {line.strip() for path in paths for line in Path(path).read_text(errors="replace").splitlines()
+                if len(line.strip()) >= 20}
+    public = [*GRADER_FILES, *(path for folder in (*TESTS, PACKAGE) if folder != HIDDEN
+                               for path in (ROOT / folder).rglob("*.py"))]
+    return lines((ROOT / HIDDEN).rglob("*.py")) - lines(ROOT / path for path in public)
+
+
+def withhold(output: str, secret: set[str]) -> str:
+    """``output`` less the lines that quote ``secret`` lines: a visible test's child may read the grader's
+    own copy of the hidden tests (Gradescope's setup makes it readable) and print it in a failure."""
+    return "\n".join("[withheld: a line of a hidden test]" if any(s in line for s in secret) else line
+                     for line in output.splitlines())
+
+
 def grade(submission: Path, results: Path, *, tests: list[str] | tuple[str, ...] = TESTS, timeout: float = 60,
-          keyword: str | None = None, user: str | None = "nobody", manifest_cache: Path | None = None,
-          per: str = "file") -> dict:
+          keyword: str | None = None, user: str | None = "nobody", allow_root: bool = False,
+          manifest_cache: Path | None = None, per: str = "file") -> dict:
     """Grade one submission into Gradescope's ``results.json``; returns the report written.
 
     ``per="file"`` runs each test file in one child (a crash restarts it after the crashed test);
     ``per="test"`` runs every test in its own child: stricter, and slower by one interpreter start
-    (and one ``import torch``) per test.
+    (and one ``import torch``) per test. As root, raises RootRefused before grading when the children
+    cannot run as ``user``, unless ``allow_root``. The tests that ended without an outcome are listed
+    in the report's ``extra_data`` (``timed_out``, ``crashed``).
     """
     if per not in ("file", "test"):
         raise ValueError(f"per must be 'file' or 'test', not {per!r}")
@@ -315,9 +485,13 @@ def grade(submission: Path, results: Path, *, tests: list[str] | tuple[str, ...]
     from tests.grading import Grader, Result
     grader = Grader()
     messages: list[str] = []
+    ids = child_ids(user, allow_root)
+    if ids is None and os.geteuid() == 0:
+        messages.append("note: student code ran as root (" + ("--allow-root" if user else "--user ''") + ")")
+    stopped: dict[str, list[str]] = {"timeout": [], "crashed": []}
     tests = [t for t in tests if (ROOT / t).exists()]
     with tempfile.TemporaryDirectory(prefix="grade-") as tmp:
-        sandbox = Sandbox(Path(tmp), user)
+        sandbox = Sandbox(Path(tmp), ids)
         pristine = ROOT / PACKAGE
         manifest = graded_tests(sandbox, tests, keyword, manifest_cache)
         for nodeid, entry in manifest.items():
@@ -335,15 +509,18 @@ def grade(submission: Path, results: Path, *, tests: list[str] | tuple[str, ...]
             messages.append(f"could not read the submission: {exc}; no test was run")
             for result in grader.results.values():
                 result.output = "not run: the submission could not be read"
+        secret = hidden_lines()
         for index, (path, nodeids) in enumerate(by_file.items()):
             limits = {n: manifest[n].get("timeout") for n in nodeids}
             for nodeid, (status, output) in run_file(sandbox, package, nodeids, timeout, limits, f"run{index}").items():
                 result = grader.results[nodeid]
                 result.status = "passed" if status == "passed" else "failed"
-                result.output = output
+                result.output = output if nodeid.startswith(f"{HIDDEN}/") else withhold(output, secret)
                 result.phases = ["setup", "call", "teardown"]
+                stopped.get(status, []).append(nodeid)
     grader.finish()
     report = grader.gradescope()
+    report["extra_data"] = {"timed_out": stopped["timeout"], "crashed": stopped["crashed"]}
     if messages:
         report["output"] = "\n".join(messages) + "\n\n" + report["output"]
     results = Path(results)
@@ -394,6 +571,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("-k", dest="keyword", help="only the graded tests matching this pytest -k expression")
     parser.add_argument("--timeout", type=float, default=60, help="seconds per test (default: %(default)s)")
     parser.add_argument("--user", default="nobody", help="run student code as this user when root ('' = as us)")
+    parser.add_argument("--allow-root", action="store_true",
+                        help="as root, grade even when --user cannot run our Python (student code runs as root)")
     parser.add_argument("--manifest", type=Path, help="keep the collected graded tests in this file (a batch)")
     parser.add_argument("--per", choices=("file", "test"), default="file",
                         help="one child process per test file (default) or per test")
@@ -406,8 +585,13 @@ def main(argv: list[str] | None = None) -> int:
         print(f"wrote {args.out}: {len(names)} files")
     if args.grade is not None:
         start = time.monotonic()
-        report = grade(args.grade, args.results, tests=args.tests, timeout=args.timeout, keyword=args.keyword,
-                       user=args.user or None, manifest_cache=args.manifest, per=args.per)
+        try:
+            report = grade(args.grade, args.results, tests=args.tests, timeout=args.timeout, keyword=args.keyword,
+                           user=args.user or None, allow_root=args.allow_root, manifest_cache=args.manifest,
+                           per=args.per)
+        except RootRefused as exc:
+            print(exc, file=sys.stderr)
+            return 2
         print(report["output"])
         print(f"wrote {args.results} in {time.monotonic() - start:.0f} s")
     return 0

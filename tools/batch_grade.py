@@ -7,10 +7,15 @@ Every entry of SUBMISSIONS_DIR (a folder or a zip, named after the student) is g
 isolated grader of ``tools/autograder.py`` in its own process: the grader copies it into its own
 temporary folder and runs the student's code in child processes that cannot forge the outcome. A
 submission that takes longer than ``--time-limit`` seconds in all is stopped and its row says
-``timeout``; one that cannot be graded says ``error`` and why. Neither stops the batch. Each row
-has the submission's name, its status, the points per question, the total, and the error. The CSV
-is rewritten (atomically) after every submission, and each one's results.json is kept beside it in
-``<out>.d/`` for the feedback.
+``timeout``; one that cannot be graded (or is refused: a symlink, a zip too large) says ``error``
+and why; one graded with tests that ended without an outcome says ``incomplete`` and names them
+(timed out, crashed). None of these stops the batch. Each row has the submission's name (its file
+name where a folder ``x`` and a zip ``x.zip`` share one), its status, the points per question, the
+total, and the error. The CSV is rewritten (atomically) after every submission, and each one's
+results.json is kept beside it in ``<out>.d/`` for the feedback.
+
+As root, the batch stops before grading (exit status 2, one line) when student code cannot run as
+the unprivileged ``--user``, unless ``--allow-root`` (passed on to the grader).
 """
 from __future__ import annotations
 
@@ -23,6 +28,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -37,6 +43,12 @@ def submissions(folder: Path) -> list[Path]:
         raise ValueError(f"{folder} is not a folder of submissions")
     return [p for p in sorted(folder.iterdir())
             if not p.name.startswith(".") and (p.is_dir() or p.suffix.lower() == ".zip")]
+
+
+def row_names(entries: list[Path]) -> dict[Path, str]:
+    """Each submission's row name: its stem, or its whole name where two share a stem (``x``, ``x.zip``)."""
+    stems = Counter(p.stem for p in entries)
+    return {p: p.stem if stems[p.stem] == 1 else p.name for p in entries}
 
 
 def grade_one(submission: Path, results: Path, time_limit: float, grader_args: list[str]) -> dict:
@@ -67,10 +79,16 @@ def grade_one(submission: Path, results: Path, time_limit: float, grader_args: l
             row.update(status="error", error=f"no results ({type(exc).__name__}): {tail[0][:300]}")
         else:
             row["report"] = report
-            first = report.get("output", "").split("\n\n")[0]
-            if first.startswith(("could not read", "ignored")):  # graded, with a note; unreadable is an error
-                row["error"] = first.replace("\n", "; ")[:300]
-                row["status"] = "error" if first.startswith("could not read") else "ok"
+            notes = [line for line in report.get("output", "").split("\n\n")[0].splitlines()
+                     if line.startswith(("could not read", "ignored"))]  # the grader's notes come first
+            extra = report.get("extra_data") or {}
+            stopped = [f"{what}: " + ", ".join(n.split("::")[-1] for n in extra[key])
+                       for key, what in (("timed_out", "timed out"), ("crashed", "crashed")) if extra.get(key)]
+            row["error"] = "; ".join(notes + stopped)[:300]
+            if any(n.startswith("could not read") for n in notes):
+                row["status"] = "error"
+            elif stopped:
+                row["status"] = "incomplete"
     return row
 
 
@@ -98,12 +116,17 @@ def write_csv(rows: list[dict], out: Path) -> None:
 
 
 def batch(folder: Path, out: Path, *, time_limit: float = 1800, jobs: int = 1, tests: list[str] | None = None,
-          timeout: float | None = None, user: str | None = None) -> list[dict]:
-    """Grade every submission of ``folder`` into the CSV ``out``; returns the rows."""
-    from tools.autograder import TESTS, Sandbox, graded_tests
+          timeout: float | None = None, user: str | None = None, allow_root: bool = False) -> list[dict]:
+    """Grade every submission of ``folder`` into the CSV ``out``; returns the rows.
+
+    Raises RootRefused (from the grader's own check) before grading anything when, as root, student
+    code cannot run as ``user`` and ``allow_root`` is not given.
+    """
+    from tools.autograder import TESTS, Sandbox, child_ids, graded_tests
+    if child_ids("nobody" if user is None else user, allow_root) is None and os.geteuid() == 0:
+        print("note: student code runs as root", flush=True)
     entries = submissions(folder)
-    if len({p.stem for p in entries}) != len(entries):
-        raise ValueError(f"{folder}: two submissions share a name (a folder and a zip?)")
+    names = row_names(entries)
     details = out.with_name(out.name + ".d")
     details.mkdir(parents=True, exist_ok=True)
     tests = list(tests or TESTS)
@@ -115,23 +138,25 @@ def batch(folder: Path, out: Path, *, time_limit: float = 1800, jobs: int = 1, t
         graded_tests(Sandbox(Path(tmp), None), [t for t in tests if (ROOT / t).exists()], None, manifest)
     frozen = manifest.read_bytes()
     grader_args = ["--tests", *tests, "--manifest", str(manifest), *(["--timeout", f"{timeout:g}"] if timeout else []),
-                   *(["--user", user] if user is not None else [])]
+                   *(["--user", user] if user is not None else []), *(["--allow-root"] if allow_root else [])]
     rows: dict[str, dict] = {}
 
     def one(entry: Path) -> None:
-        tmp = manifest.with_name(f"{manifest.name}.{entry.stem}.tmp")
+        name = names[entry]
+        tmp = manifest.with_name(f"{manifest.name}.{name}.tmp")
         tmp.write_bytes(frozen)
         os.replace(tmp, manifest)
-        row = grade_one(entry, details / f"{entry.stem}.json", time_limit, grader_args)
-        rows[entry.stem] = row
-        write_csv([rows[p.stem] for p in entries if p.stem in rows], out)
+        row = grade_one(entry, details / f"{name}.json", time_limit, grader_args)
+        row["submission"] = name
+        rows[name] = row
+        write_csv([rows[names[p]] for p in entries if names[p] in rows], out)
         total = sum(t["score"] for t in row.get("report", {}).get("tests", []))
         print(f"{entry.name}: {row['status']}, {total:g} points, {row['seconds']:.0f} s {row['error']}".rstrip(),
               flush=True)
 
     with ThreadPoolExecutor(max_workers=jobs) as pool:
         list(pool.map(one, entries))
-    return [rows[p.stem] for p in entries]
+    return [rows[names[p]] for p in entries]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -143,10 +168,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--timeout", type=float, help="seconds per test (default: the grader's, 60)")
     parser.add_argument("--tests", nargs="+", help="test folders or files (default: tests/graded tests/hidden)")
     parser.add_argument("--user", help="run student code as this user when root (default: nobody; '' = as us)")
+    parser.add_argument("--allow-root", action="store_true",
+                        help="as root, grade even when --user cannot run our Python (student code runs as root)")
     args = parser.parse_args(argv)
     start = time.monotonic()
-    rows = batch(args.submissions, args.out, time_limit=args.time_limit, jobs=args.jobs, tests=args.tests,
-                 timeout=args.timeout, user=args.user)
+    from tools.autograder import RootRefused
+    try:
+        rows = batch(args.submissions, args.out, time_limit=args.time_limit, jobs=args.jobs, tests=args.tests,
+                     timeout=args.timeout, user=args.user, allow_root=args.allow_root)
+    except RootRefused as exc:
+        print(exc, file=sys.stderr)
+        return 2
     print(f"wrote {args.out}: {len(rows)} submissions in {time.monotonic() - start:.0f} s")
     return 0
 

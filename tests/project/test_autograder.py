@@ -2,7 +2,9 @@
 
 Each hostile submission starts from the pristine stubs (so it deserves 0 points) and adds an
 attack that runs when the graded test imports ``part1.models``. The graded selection is the hidden
-test (one point, one child process) to keep this file at about two minutes.
+test (one point, one child process). Each hole closed later (a symlink, a zip bomb, a test that
+ignores its time limit, ...) has a test of its own that grades a few quick tests of
+``test_part1_optimisers.py``, or none: a refused submission runs no child.
 """
 from __future__ import annotations
 
@@ -10,19 +12,28 @@ import csv
 import json
 import os
 import shutil
+import signal
 import stat
 import subprocess
 import sys
+import time
 import zipfile
 from pathlib import Path
 
 import pytest
 
-from tools.autograder import build_zip, grade
+from tools.autograder import build_zip, can_drop_privileges, find_package, grade, hidden_lines
 from tools.make_assignment import build
 
 ROOT = Path(__file__).resolve().parents[2]
 HIDDEN = ["tests/hidden"]
+OPTIMISERS = ["tests/graded/test_part1_optimisers.py"]  # three quick tests, for the checks of single holes
+MOMENTUM = "tests/graded/test_part1_optimisers.py::test_momentum_matches_torch_sgd"
+# As root, the grader refuses to run student code as root unless told to: the tests that grade as the
+# default user (nobody) pass --allow-root exactly where the grader's own check says the drop fails here
+# (e.g. a Python under a 0700 home).
+ALLOW_ROOT = os.geteuid() == 0 and not can_drop_privileges("nobody")
+ROOT_FLAGS = ["--allow-root"] if ALLOW_ROOT else []
 
 
 def zip_folder(folder: Path, archive: Path, prefix: str) -> Path:
@@ -202,3 +213,187 @@ def test_batch_grading_stops_a_submission_at_its_time_limit(tmp_path):
     models.write_text(models.read_text() + "\nwhile True:\n    pass\n")
     row = grade_one(tmp_path / "dave", tmp_path / "dave.json", 25, ["--tests", *HIDDEN, "--user=", "--timeout", "600"])
     assert row["status"] == "timeout" and row["seconds"] < 60 and "report" not in row
+
+
+# ----------------------------------------------------------------------------- holes, each closed
+
+def stubs_with(folder: Path, code: str) -> Path:
+    """A submission in ``folder``: the pristine stubs, running ``code`` when a test imports part1.optimisers."""
+    package = folder / "assignment"
+    build(ROOT / "solutions", package)
+    optimisers = package / "part1" / "optimisers.py"
+    optimisers.write_text(optimisers.read_text() + code)
+    return folder
+
+
+def test_the_command_line_grades_a_keyword_selection(tmp_path):
+    """-k collects twice (every graded test, then the selection): once crashed with FileExistsError."""
+    build(ROOT / "solutions", tmp_path / "submission" / "assignment")
+    results = tmp_path / "results.json"
+    done = subprocess.run([sys.executable, "-m", "tools.autograder", "--grade", str(tmp_path / "submission"),
+                           "--results", str(results), "--tests", *OPTIMISERS, "-k", "momentum", *ROOT_FLAGS],
+                          cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    report = json.loads(results.read_text())
+    assert [t["name"].endswith(f"[{MOMENTUM}]") for t in report["tests"]] == [True] and report["score"] == 0
+    assert ("student code ran as root (--allow-root)" in report["output"]) == ALLOW_ROOT
+
+
+@pytest.mark.timeout(600)
+def test_batch_grading_keeps_a_folder_and_a_zip_of_one_name_apart(tmp_path):
+    """A folder x beside x.zip once aborted the whole batch: now two rows, x and x.zip."""
+    from tools.batch_grade import batch
+    folder = tmp_path / "submissions"
+    build(ROOT / "solutions", folder / "x" / "assignment")
+    (folder / "x.zip").write_bytes(b"PK\x03\x04 this is not a zip")
+    batch(folder, tmp_path / "scores.csv", time_limit=300, tests=OPTIMISERS, allow_root=ALLOW_ROOT)
+    with (tmp_path / "scores.csv").open() as f:
+        rows = {row["submission"]: row for row in csv.DictReader(f)}
+    assert list(rows) == ["x", "x.zip"]
+    assert (rows["x"]["status"], rows["x"]["total"], rows["x"]["possible"]) == ("ok", "0.0", "3.0")
+    assert rows["x.zip"]["status"] == "error" and "could not read" in rows["x.zip"]["error"]
+    assert {p.name for p in (tmp_path / "scores.csv.d").glob("x*.json")} == {"x.json", "x.zip.json"}
+
+
+@pytest.mark.timeout(300)
+def test_a_batch_row_names_the_tests_that_timed_out(tmp_path):
+    """Tests that all time out once left status ok and an empty error column."""
+    from tools.batch_grade import grade_one
+    submission = stubs_with(tmp_path / "erin", "\nimport time\ntime.sleep(600)\n")
+    row = grade_one(submission, tmp_path / "erin.json", 300, ["--tests", *OPTIMISERS, "-k", "momentum or rmsprop",
+                                                              "--timeout", "2", *ROOT_FLAGS])
+    assert row["status"] == "incomplete", row
+    assert row["error"] == "timed out: test_momentum_matches_torch_sgd, test_rmsprop_matches_torch"
+    assert row["report"]["extra_data"]["timed_out"] == [MOMENTUM, MOMENTUM.replace("momentum_matches_torch_sgd",
+                                                                                  "rmsprop_matches_torch")]
+
+
+@pytest.mark.timeout(300)
+def test_a_test_that_ignores_its_time_limit_costs_only_that_limit(tmp_path):
+    """SIGALRM ignored and a busy loop: pytest-timeout cannot stop it, the parent kills the child 10 s
+    past the test's limit (it once waited 120 s plus 60 s a test)."""
+    code = "\nimport signal\nsignal.signal(signal.SIGALRM, signal.SIG_IGN)\nwhile True:\n    pass\n"
+    submission = stubs_with(tmp_path / "frank", code)
+    start = time.monotonic()
+    report = grade(submission, tmp_path / "results.json", tests=OPTIMISERS, keyword="momentum", timeout=2,
+                   allow_root=ALLOW_ROOT)
+    seconds = time.monotonic() - start
+    assert seconds < 60, f"the child was stopped after {seconds:.0f} s, not 2 + 10 s and a start-up"
+    [test] = report["tests"]
+    assert test["status"] == "failed" and "ignored pytest-timeout" in test["output"], test
+    assert report["extra_data"] == {"timed_out": [MOMENTUM], "crashed": []}
+
+
+def zip_of(archive: Path, members: dict[str, bytes]) -> Path:
+    with zipfile.ZipFile(archive, "w", zipfile.ZIP_DEFLATED) as zf:
+        for name, data in members.items():
+            zf.writestr(name, data)
+    return archive
+
+
+def refusal(submission: Path, scratch: Path) -> str:
+    with pytest.raises(ValueError) as refused:
+        find_package(submission, scratch)
+    return str(refused.value)
+
+
+def test_a_zip_is_checked_before_it_is_unpacked(tmp_path):
+    """A bomb (one 21 MiB file that compresses to 21 KB), 2001 files, a zip inside a zip that together
+    pass 20 MiB, a file that is not .py, a symlink member: each refused, nothing of it unpacked."""
+    bomb = zip_of(tmp_path / "bomb.zip", {"assignment/part1/big.py": b"#" * (21 * 2**20)})
+    assert "too large" in refusal(bomb, tmp_path / "scratch")
+    assert not list((tmp_path / "scratch").rglob("big.py")), "unpacked before it was checked"
+    many = zip_of(tmp_path / "many.zip", {f"assignment/m{i}.py": b"" for i in range(2001)})
+    assert "too large" in refusal(many, tmp_path / "scratch2")
+    inner = zip_of(tmp_path / "inner.zip", {"assignment/part1/a.py": b"#" * (12 * 2**20)})
+    nested = zip_of(tmp_path / "nested.zip", {"pad.py": b"#" * (12 * 2**20), "inner.zip": inner.read_bytes()})
+    assert "too large" in refusal(nested, tmp_path / "scratch3")
+    data = zip_of(tmp_path / "data.zip", {"assignment/__init__.py": b"", "assignment/weights.npy": b"\x93NUMPY"})
+    assert "'assignment/weights.npy'" in refusal(data, tmp_path / "scratch4")
+    link = zipfile.ZipInfo("assignment/part1/models.py")
+    link.external_attr = (stat.S_IFLNK | 0o777) << 16
+    with zipfile.ZipFile(tmp_path / "link.zip", "w") as zf:
+        zf.writestr(link, str(ROOT / "solutions" / "part1" / "models.py"))
+    assert "symlink" in refusal(tmp_path / "link.zip", tmp_path / "scratch5")
+    # what zip tools add is skipped, not refused
+    fine = zip_of(tmp_path / "fine.zip", {"assignment/__init__.py": b"", "assignment/.DS_Store": b"\0",
+                                          "__MACOSX/assignment/._x.py": b"\0"})
+    found = find_package(fine, tmp_path / "scratch6")
+    assert found.name == "assignment" and sorted(p.name for p in found.iterdir()) == ["__init__.py"]
+
+
+@pytest.mark.timeout(300)
+def test_a_refused_zip_scores_0_and_says_why(tmp_path):
+    zip_of(tmp_path / "bomb.zip", {"assignment/part1/big.py": b"#" * (21 * 2**20)})
+    report = grade(tmp_path / "bomb.zip", tmp_path / "results.json", tests=OPTIMISERS, allow_root=ALLOW_ROOT)
+    assert report["score"] == 0
+    [why] = [line for line in report["output"].splitlines() if line.startswith("could not read")]
+    assert "bomb.zip: too large (at most 2000 files and 20 MiB unpacked" in why
+
+
+@pytest.mark.timeout(300)
+def test_a_submission_with_a_symlink_is_refused(tmp_path):
+    """A link to the solutions (the package, one file of it, or the whole submission) once earned their points."""
+    linked = tmp_path / "linked"
+    linked.mkdir()
+    (linked / "assignment").symlink_to(ROOT / "solutions")
+    assert "symlink assignment" in refusal(linked, tmp_path / "scratch")
+    one_file = tmp_path / "one-file"
+    build(ROOT / "solutions", one_file / "assignment")
+    (one_file / "assignment" / "part1" / "optimisers.py").unlink()
+    (one_file / "assignment" / "part1" / "optimisers.py").symlink_to(ROOT / "solutions" / "part1" / "optimisers.py")
+    assert "symlink assignment/part1/optimisers.py" in refusal(one_file, tmp_path / "scratch")
+    (tmp_path / "whole").symlink_to(ROOT / "solutions")
+    assert "symlink whole" in refusal(tmp_path / "whole", tmp_path / "scratch")
+    report = grade(linked, tmp_path / "results.json", tests=OPTIMISERS, allow_root=ALLOW_ROOT)
+    assert report["score"] == 0 and "refusing the symlink assignment" in report["output"]
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="only root drops privileges")
+def test_as_root_the_grader_will_not_run_student_code_as_root_unasked(tmp_path, monkeypatch, capsys):
+    """A Python that nobody cannot run (simulated) once meant a stderr warning and student code as root."""
+    import tools.autograder
+    from tools import batch_grade
+    monkeypatch.setattr(tools.autograder, "can_drop_privileges", lambda user: False)
+    (tmp_path / "submission").mkdir()
+    (tmp_path / "submission" / "notes.txt").write_text("no code")
+    results = tmp_path / "results.json"
+    handler = signal.getsignal(signal.SIGTERM)  # main() installs its own
+    try:
+        assert tools.autograder.main(["--grade", str(tmp_path / "submission"), "--results", str(results),
+                                      "--tests", *OPTIMISERS]) == 2
+        [line] = capsys.readouterr().err.splitlines()
+        assert "'nobody' cannot run" in line and "--allow-root" in line and not results.exists()
+        assert batch_grade.main([str(tmp_path), "--out", str(tmp_path / "scores.csv"), "--tests", *OPTIMISERS]) == 2
+        assert capsys.readouterr().err.splitlines() == [line] and not (tmp_path / "scores.csv").exists()
+        assert tools.autograder.main(["--grade", str(tmp_path / "submission"), "--results", str(results),
+                                      "--tests", *OPTIMISERS, "--allow-root"]) == 0
+    finally:
+        signal.signal(signal.SIGTERM, handler)
+    assert json.loads(results.read_text())["output"].startswith("note: student code ran as root (--allow-root)")
+
+
+@pytest.mark.timeout(300)
+def test_a_visible_test_can_neither_read_nor_show_the_hidden_tests(tmp_path):
+    """The hidden tests were copied into every child's folder; and a child that reads the grader's own
+    copy cannot print it in a visible test's output."""
+    hidden = ROOT / "tests" / "hidden" / "test_part1_hidden.py"
+    code = f"""
+import os, pathlib
+try:
+    _source = pathlib.Path({str(hidden)!r}).read_text()
+except OSError:
+    _source = ""
+raise RuntimeError(_source + f"\\nread the grader's copy: {{bool(_source)}}"
+                   f"\\ncopied into this child: {{os.path.exists('tests/hidden/test_part1_hidden.py')}}")
+"""
+    submission = stubs_with(tmp_path / "gina", code)
+    report = grade(submission, tmp_path / "results.json", tests=OPTIMISERS, keyword="momentum",
+                   allow_root=ALLOW_ROOT)
+    [test] = report["tests"]
+    assert "copied into this child: False" in test["output"], test["output"]
+    secret = hidden_lines()
+    assert "def test_lstm_on_one_hot_digits_matches_torch(load):" in secret
+    assert not [line for line in secret if line in test["output"]], test["output"]
+    if "read the grader's copy: True" in test["output"]:
+        assert "[withheld: a line of a hidden test]" in test["output"]
