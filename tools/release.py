@@ -44,7 +44,7 @@ from pathlib import Path
 
 import yaml
 
-from tools.make_assignment import build as build_stubs
+from tools.make_assignment import PACKAGE_MENTION, build as build_stubs  # one rule for the package and the book
 
 ROOT = Path(__file__).resolve().parent.parent
 TEMPLATES = Path(__file__).resolve().parent / "templates"
@@ -61,7 +61,6 @@ BEGIN = re.compile(r"^\s*<!--\s*BEGIN (?P<kind>SOLUTION|INSTRUCTOR)\s*-->\s*$")
 END = re.compile(r"^\s*<!--\s*END (?P<kind>SOLUTION|INSTRUCTOR)\s*-->\s*$")
 FENCE = re.compile(r"^(?P<fence>:{3,}|`{3,})\s*\{(?P<name>[a-z-]+)\}")
 CLASS_OPTION = re.compile(r"^:class:\s*(?P<classes>.*)$")
-from tools.make_assignment import PACKAGE_MENTION  # noqa: E402  (one rule for the package and the book)
 REFERENCE_IMPORT = re.compile(r"^(\s*)(from|import)(\s+)solutions\b", re.MULTILINE)
 IGNORE = shutil.ignore_patterns("__pycache__", "*.pyc", ".pytest_cache", ".ipynb_checkpoints", "_build")
 
