@@ -25,7 +25,11 @@ How a submission is graded
    write the results folder nor touch the parent. If ``nobody`` cannot run our Python, the grader
    stops before grading (exit status 2) unless ``--allow-root``. pytest-timeout stops a slow test;
    the parent kills the child's session when a test runs 10 s past its limit (one that ignores
-   SIGALRM, or loops in C code).
+   SIGALRM, or loops in C code). The parent is a child subreaper (Linux), so a process that left the
+   child's session (``setsid``, a double fork) comes back to it: after every child it kills and
+   reaps all of its children until none is left. Each child has resource limits, inherited by what
+   it starts: CPU time (its time budget plus 60 s), 4 GiB of address space, files of 64 MiB and, when
+   it runs as ``nobody``, 256 processes; the parent keeps only the last 8 KB of its output.
 4. The child reports through ``tools/autograder_plugin.py``: the parent sends a fresh random key
    and nonce on the child's stdin, which the plugin reads before any student code is imported;
    each test's outcome comes back as one record HMAC-signed with that key on a file descriptor the
@@ -63,6 +67,7 @@ import hmac
 import json
 import os
 import pwd
+import resource
 import secrets
 import shutil
 import signal
@@ -89,6 +94,16 @@ MAX_BYTES, MAX_MEMBERS = 20 * 2**20, 2000
 JUNK = ("__MACOSX", "__pycache__", ".DS_Store")  # what zip tools add: skipped, not refused
 GRACE = 10  # seconds past a test's own time limit before the parent kills its child
 STARTUP = 120  # seconds a child may take to start (import torch, collect) before its first test
+# Each child's resource limits (see ``limit``). The address space (RLIMIT_AS): every graded and hidden test
+# passes under 1 GiB (measured; import torch alone reserves 0.6 GiB); 4 GiB leaves room for another machine's
+# libraries, and fails a runaway allocation (MemoryError) long before it could take the machine's memory.
+MEMORY_LIMIT = 4 * 2**30
+FILE_LIMIT = 64 * 2**20  # the largest file a child may write: a student cannot fill the disk
+# Processes and threads of the child's user, all of its children together (a batch with --jobs runs
+# several); applied only when the children run as a dedicated user, as the count is per user.
+PROCESS_LIMIT = 256
+CPU_MARGIN = 60  # CPU seconds a child may use beyond its wall-clock budget
+PR_SET_CHILD_SUBREAPER = 36  # prctl(2), Linux
 
 
 # ----------------------------------------------------------------------------- the submission
@@ -189,17 +204,75 @@ _RUNNING: set[int] = set()  # the children's sessions, killed if we are told to 
 
 
 def _kill(pid: int) -> None:
-    """Kill a child's whole session, whatever it left behind."""
+    """Kill a child's whole session (``reap`` then finds what left it)."""
     try:
         os.killpg(pid, signal.SIGKILL)
     except ProcessLookupError:
         pass
 
 
+def become_subreaper() -> bool:
+    """Adopt our orphaned descendants (Linux): a process that leaves the child's session (``setsid``) or
+    double-forks is re-parented to us, not to init, so ``reap`` finds it. Returns whether it worked."""
+    if not sys.platform.startswith("linux"):
+        return False
+    import ctypes
+    return ctypes.CDLL(None, use_errno=True).prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) == 0
+
+
+def children() -> set[int]:
+    """The processes whose parent we are (zombies included), from ``/proc/*/stat``."""
+    me, found = os.getpid(), set()
+    for entry in os.listdir("/proc"):
+        try:
+            fields = Path(f"/proc/{entry}/stat").read_text().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):  # not a process, or gone
+            continue
+        if int(fields[1]) == me:
+            found.add(int(entry))
+    return found
+
+
+def reap(keep: set[int] | frozenset[int] = frozenset()) -> int:
+    """SIGKILL and reap every child of ours but ``keep``, until none is left (a dying process's children
+    come to us, a subreaper, in turn); returns how many. Only we reap our children, so a pid we saw
+    cannot be reused before we ``waitpid`` it."""
+    count = 0
+    while orphans := children() - set(keep):
+        for pid in orphans:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        for pid in orphans:
+            try:
+                os.waitpid(pid, 0)
+            except ChildProcessError:
+                pass
+        count += len(orphans)
+    return count
+
+
+def limit(pid: int, seconds: float, dedicated_user: bool) -> None:
+    """Set a child's resource limits: CPU time (``seconds``), address space, file size and, only when it runs
+    as a dedicated user (the count is per user), processes. Set before the handshake, so before any student
+    code runs; its descendants inherit them. Python ignores SIGXFSZ: a write past the limit raises OSError."""
+    limits = {resource.RLIMIT_CPU: (int(seconds), int(seconds) + 5), resource.RLIMIT_AS: (MEMORY_LIMIT,) * 2,
+              resource.RLIMIT_FSIZE: (FILE_LIMIT,) * 2}
+    if dedicated_user:
+        limits[resource.RLIMIT_NPROC] = (PROCESS_LIMIT,) * 2
+    try:
+        for which, value in limits.items():
+            resource.prlimit(pid, which, value)
+    except ProcessLookupError:  # it died already: nothing to limit
+        pass
+
+
 def _stop(signum, frame) -> None:
-    """SIGTERM (a batch's time limit): end the children's sessions too, then exit."""
+    """SIGTERM (a batch's time limit): end the children's sessions and every descendant too, then exit."""
     for pid in list(_RUNNING):
         _kill(pid)
+    reap()
     raise SystemExit(128 + signum)
 
 
@@ -263,6 +336,8 @@ class Sandbox:
         self.base = base
         self.uid, self.gid = ids or (None, None)
         os.chmod(base, 0o755)
+        become_subreaper()
+        self.keep = children()  # what we had before grading (a caller's own), never reaped
 
     def workdir(self, name: str, package: Path, tests: list[str]) -> Path:
         """A fresh copy of the grader's files, of the public tests (a hidden test may import their
@@ -311,6 +386,7 @@ class Sandbox:
                                 stderr=subprocess.STDOUT, pass_fds=(fd,), start_new_session=True, **extra)
         _RUNNING.add(proc.pid)
         os.close(fd)
+        limit(proc.pid, startup + sum(limits.values()) + GRACE * len(limits) + CPU_MARGIN, self.uid is not None)
         tail = bytearray()
         reader = threading.Thread(target=_drain, args=(proc.stdout, tail), daemon=True)
         reader.start()
@@ -349,8 +425,9 @@ class Sandbox:
         finally:
             _kill(proc.pid)
             proc.wait()
-            reader.join(timeout=5)
             _RUNNING.discard(proc.pid)
+            reap(self.keep | _RUNNING)  # what left its session, or was orphaned, and may hold its output open
+            reader.join(timeout=5)
             records.unlink()
         return lines, bytes(tail).decode(errors="replace")[-4000:], overdue
 

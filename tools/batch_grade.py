@@ -12,7 +12,9 @@ and why; one graded with tests that ended without an outcome says ``incomplete``
 (timed out, crashed). None of these stops the batch. Each row has the submission's name (its file
 name where a folder ``x`` and a zip ``x.zip`` share one), its status, the points per question, the
 total, and the error. The CSV is rewritten (atomically) after every submission, and each one's
-results.json is kept beside it in ``<out>.d/`` for the feedback.
+results.json is kept beside it in ``<out>.d/`` for the feedback. No process outlives its submission:
+each grader kills and reaps every descendant of its children, and the batch, a child subreaper too,
+kills and reaps whatever a grader it had to kill left behind.
 
 As root, the batch stops before grading (exit status 2, one line) when student code cannot run as
 the unprivileged ``--user``, unless ``--allow-root`` (passed on to the grader).
@@ -27,6 +29,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
@@ -35,6 +38,10 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 from tests.grading import _question_key  # noqa: E402  (the grading table's question order)
+from tools.autograder import become_subreaper, children, reap  # noqa: E402
+
+_GRADERS: set[int] = set()  # the grader processes running now (threads of --jobs)
+_SPAWN = threading.Lock()  # held while a grader starts, and while orphans are reaped
 
 
 def submissions(folder: Path) -> list[Path]:
@@ -58,18 +65,26 @@ def grade_one(submission: Path, results: Path, time_limit: float, grader_args: l
     results.unlink(missing_ok=True)  # never read a previous run's file
     command = [sys.executable, "-m", "tools.autograder", "--grade", str(submission), "--results", str(results),
                *grader_args]
-    proc = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                            start_new_session=True, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    become_subreaper()  # what a killed grader leaves comes to us
+    with _SPAWN:
+        before = children()  # the caller's own, kept
+        proc = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                start_new_session=True, env={**os.environ, "OMP_NUM_THREADS": "1"})
+        _GRADERS.add(proc.pid)
     try:
         output, _ = proc.communicate(timeout=time_limit)
     except subprocess.TimeoutExpired:
-        proc.send_signal(signal.SIGTERM)  # the grader ends its own children's sessions
+        proc.send_signal(signal.SIGTERM)  # the grader ends its own children and their descendants
         try:
             output, _ = proc.communicate(timeout=30)
         except subprocess.TimeoutExpired:
             os.killpg(proc.pid, signal.SIGKILL)
             output, _ = proc.communicate()
         row.update(status="timeout", error=f"stopped after the time limit of {time_limit:g} s")
+    finally:
+        with _SPAWN:  # a live grader adopts its own orphans: a child of ours that is no grader has lost its grader
+            _GRADERS.discard(proc.pid)
+            reap(before | _GRADERS)
     row["seconds"] = round(time.monotonic() - start, 1)
     if row["status"] == "ok":
         try:

@@ -217,10 +217,14 @@ def test_batch_grading_stops_a_submission_at_its_time_limit(tmp_path):
 
 # ----------------------------------------------------------------------------- holes, each closed
 
-def stubs_with(folder: Path, code: str) -> Path:
-    """A submission in ``folder``: the pristine stubs, running ``code`` when a test imports part1.optimisers."""
+def stubs_with(folder: Path, code: str, solved: bool = False) -> Path:
+    """A submission in ``folder``: the pristine stubs (or, ``solved``, the solutions), running ``code`` when a
+    test imports part1.optimisers."""
     package = folder / "assignment"
-    build(ROOT / "solutions", package)
+    if solved:
+        shutil.copytree(ROOT / "solutions", package, ignore=shutil.ignore_patterns("__pycache__"))
+    else:
+        build(ROOT / "solutions", package)
     optimisers = package / "part1" / "optimisers.py"
     optimisers.write_text(optimisers.read_text() + code)
     return folder
@@ -397,3 +401,141 @@ raise RuntimeError(_source + f"\\nread the grader's copy: {{bool(_source)}}"
     assert not [line for line in secret if line in test["output"]], test["output"]
     if "read the grader's copy: True" in test["output"]:
         assert "[withheld: a line of a hidden test]" in test["output"]
+
+
+# ----------------------------------------------------------------------------- descendants and resources
+
+# Leaves the child's session twice (a fork that calls setsid, and a double fork whose grandchild does),
+# each escaped process writing its pid to {prefix}.<how>; the import waits until both are written.
+ESCAPE = """
+import os, time
+def _escape(how):
+    if os.fork() == 0:
+        if how == "double" and os.fork() != 0:
+            os._exit(0)
+        os.setsid()
+        with open({prefix!r} + "." + how + ".tmp", "w") as f:
+            f.write(str(os.getpid()))
+        os.rename({prefix!r} + "." + how + ".tmp", {prefix!r} + "." + how)
+        time.sleep(600)
+        os._exit(0)
+    for _ in range(200):
+        if os.path.exists({prefix!r} + "." + how):
+            break
+        time.sleep(0.05)
+_escape("setsid")
+_escape("double")
+"""
+
+
+def escaped_pids(prefix: Path) -> list[int]:
+    """The pids the ESCAPE code wrote, after checking that it ran."""
+    files = [prefix.with_name(f"{prefix.name}.{how}") for how in ("setsid", "double")]
+    assert all(f.exists() for f in files), "the escape never ran: this test would prove nothing"
+    return [int(f.read_text()) for f in files]
+
+
+def assert_gone(pids: list[int]) -> None:
+    for pid in pids:
+        with pytest.raises(ProcessLookupError):
+            os.kill(pid, 0)  # neither running nor an unreaped zombie
+
+
+@pytest.mark.timeout(300)
+def test_a_process_that_leaves_the_session_dies_with_the_child(tmp_path):
+    """A fork that calls setsid, or a double fork, escaped killpg and outlived grading (in a batch it once
+    killed later students' processes): the grader is a subreaper, and kills and reaps every descendant."""
+    prefix = tmp_path / "escaped"
+    submission = stubs_with(tmp_path / "hal", ESCAPE.format(prefix=str(prefix)))
+    report = grade(submission, tmp_path / "results.json", tests=OPTIMISERS, keyword="momentum", user=None)
+    pids = escaped_pids(prefix)
+    assert report["score"] == 0 and len(report["tests"]) == 1
+    assert_gone(pids)
+
+
+@pytest.mark.timeout(600)
+def test_a_batch_leaves_no_process_behind(tmp_path):
+    """The same escape in a batch, beside the solutions: no escaped process outlives the batch, and the
+    solutions still earn every point."""
+    from tools.batch_grade import batch
+    folder = tmp_path / "submissions"
+    prefix = tmp_path / "escaped"
+    stubs_with(folder / "ian", ESCAPE.format(prefix=str(prefix)))
+    shutil.copytree(ROOT / "solutions", folder / "jo" / "assignment", ignore=shutil.ignore_patterns("__pycache__"))
+    batch(folder, tmp_path / "scores.csv", time_limit=300, tests=OPTIMISERS, user="")
+    with (tmp_path / "scores.csv").open() as f:
+        rows = {row["submission"]: row for row in csv.DictReader(f)}
+    assert (rows["ian"]["status"], rows["ian"]["total"]) == ("ok", "0.0")
+    assert (rows["jo"]["status"], rows["jo"]["total"], rows["jo"]["possible"]) == ("ok", "3.0", "3.0")
+    assert_gone(escaped_pids(prefix))
+
+
+@pytest.mark.timeout(300)
+def test_a_huge_file_is_cut_at_the_limit_and_the_score_is_honest(tmp_path):
+    """The solutions, writing 200 MiB at import: the write stops at 64 MiB (OSError, not a crash: Python
+    ignores SIGXFSZ), and the test they pass still scores."""
+    from tools.autograder import FILE_LIMIT
+    big = tmp_path / "big.bin"
+    code = f"""
+try:
+    with open({str(big)!r}, "wb") as _f:
+        for _ in range(200):
+            _f.write(bytes(2**20))
+except OSError as _exc:
+    open({str(big)!r} + ".error", "w").write(repr(_exc))
+"""
+    submission = stubs_with(tmp_path / "kim", code, solved=True)
+    report = grade(submission, tmp_path / "results.json", tests=OPTIMISERS, keyword="momentum", user=None)
+    assert "File too large" in (tmp_path / "big.bin.error").read_text()
+    assert big.stat().st_size <= FILE_LIMIT < 200 * 2**20
+    assert report["score"] == 1 and [t["status"] for t in report["tests"]] == ["passed"], report
+
+
+@pytest.mark.timeout(300)
+def test_a_test_that_allocates_far_too_much_fails_alone(tmp_path):
+    """8 GiB (less than this machine has, so only the limit refuses it; torch maps it without touching it)
+    during one test of the solutions: that test fails, the other passes, the grader carries on."""
+    marker = tmp_path / "refused"
+    code = f"""
+import os, torch
+if "momentum" in os.environ.get("PYTEST_CURRENT_TEST", ""):
+    try:
+        _hoard = torch.empty(8 * 2**30, dtype=torch.uint8)
+    except (MemoryError, RuntimeError) as _exc:
+        open({str(marker)!r}, "w").write(repr(_exc))
+        raise
+"""
+    submission = stubs_with(tmp_path / "lee", code, solved=True)
+    report = grade(submission, tmp_path / "results.json", tests=OPTIMISERS, keyword="momentum or rmsprop",
+                   user=None, per="test")
+    assert marker.exists(), "the allocation was not refused: no memory limit"
+    status = {t["name"].split("::")[-1].rstrip("]"): t["status"] for t in report["tests"]}
+    assert status == {"test_momentum_matches_torch_sgd": "failed", "test_rmsprop_matches_torch": "passed"}, report
+
+
+@pytest.mark.timeout(300)
+def test_a_flood_of_output_does_not_grow_the_grader(tmp_path):
+    """256 MiB written straight to the child's output pipe (past pytest's capture) once made the grader peak
+    at 2.6 GB: it keeps only the tail, and its peak RSS stays far below the flood."""
+    code = """
+import os
+for _fd in os.listdir("/proc/self/fd"):
+    try:
+        if os.readlink(f"/proc/self/fd/{_fd}").startswith("pipe:"):
+            for _ in range(256):
+                os.write(int(_fd), b"x" * 2**20)
+            open(%r, "w").write(_fd)
+    except OSError:
+        pass
+""" % str(tmp_path / "flooded")
+    submission = stubs_with(tmp_path / "max", code)
+    script = ("import json, resource, sys; from tools.autograder import grade; "
+              f"r = grade({str(submission)!r}, {str(tmp_path / 'results.json')!r}, tests={OPTIMISERS!r}, "
+              "keyword='momentum', user=None); "
+              "print(json.dumps([r['score'], resource.getrusage(resource.RUSAGE_SELF).ru_maxrss]))")
+    done = subprocess.run([sys.executable, "-c", script], cwd=ROOT, capture_output=True, text=True, timeout=280)
+    assert done.returncode == 0, done.stderr[-2000:]
+    score, peak_kib = json.loads(done.stdout.splitlines()[-1])
+    assert (tmp_path / "flooded").exists(), "the flood never ran: this test would prove nothing"
+    print(f"the grader's peak RSS: {peak_kib / 1024:.0f} MiB")
+    assert score == 0 and peak_kib < 160 * 1024, f"peak RSS {peak_kib / 1024:.0f} MiB"
