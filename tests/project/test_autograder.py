@@ -52,6 +52,8 @@ def test_zip_has_what_gradescope_runs(tmp_path):
             assert stat.S_IMODE(zf.getinfo(script).external_attr >> 16) & 0o111, f"{script} must be executable"
         setup = zf.read("setup.sh").decode()
         assert "torch==2.13.0 --index-url https://download.pytorch.org/whl/cpu" in setup
+        # nobody reads the tests, but not the hidden ones (the grader copies those a child runs)
+        assert setup.index("chmod -R a+rX /autograder/source") < setup.index("chmod -R go-rwx /autograder/source/tests/hidden")
         assert zf.read("requirements.txt") == (ROOT / "requirements.txt").read_bytes()
     assert {"tests/conftest.py", "tests/grading.py", "tools/autograder_plugin.py", "assignment/__init__.py",
             "tests/hidden/test_part1_hidden.py", "pytest.ini"} <= set(names)

@@ -27,3 +27,6 @@ grep -vE '^(jupyter-book|jupyterlab|ipykernel|nbval)==' requirements.txt > /tmp/
 /autograder/venv/bin/python -m pip install -r /tmp/requirements-grading.txt
 # The student's code runs as the user nobody: it must read the tests and the Python installation.
 chmod -R a+rX /autograder/source /autograder/venv
+# ...but not the hidden tests: the grader (root) copies into each child's folder only the hidden tests
+# that child runs, so a child running visible tests cannot read them here either.
+chmod -R go-rwx /autograder/source/tests/hidden
