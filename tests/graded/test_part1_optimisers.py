@@ -1,6 +1,6 @@
 """Graded tests of Question 1.4 (3 points; the explanation of the benefits is read by hand).
 
-Each optimiser of ``part1.optimisers`` must follow torch.optim's trajectory step by step: the same
+Each optimiser of ``part1.optimisers`` (run by the probe) must follow torch.optim's trajectory step by step: the same
 start, the same loss, float64, many steps, default and non-default hyperparameters. The loss is
 not quadratic and the gradients change sign and scale, so an update that is wrong by a factor, a
 sign, a missing bias correction or eps in the wrong place drifts away within a few steps.
@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import pytest
 import torch
+
+from grader.probes import probe
 
 STEPS = 60
 
@@ -26,69 +28,75 @@ def loss_fn(params):
     return (scales * a ** 2).sum() + torch.cos(3 * a).sum() + 0.1 * (b ** 4).sum() - b.sum() + (a.sum() * b[0]) ** 2
 
 
-def assert_same_trajectory(make_ours, make_torch, steps=STEPS):
-    ours = [p.clone().requires_grad_() for p in start()]
-    theirs = [p.clone().requires_grad_() for p in start()]
-    opt_ours, opt_theirs = make_ours(ours), make_torch(theirs)
-    for step in range(1, steps + 1):
-        for params, opt in ((ours, opt_ours), (theirs, opt_theirs)):
-            opt.zero_grad()
-            loss_fn(params).backward()
-            opt.step()
-        for p, q in zip(ours, theirs):
+OPTIMISERS = {"Momentum": torch.optim.SGD, "RMSprop": torch.optim.RMSprop, "Adam": torch.optim.Adam}
+
+
+def trajectory(make, steps, first_steps_only_a=0):
+    """The parameters after each of ``steps`` steps of ``make(params)`` from ``start()``, float64.
+
+    In the first ``first_steps_only_a`` steps only the first parameter gets a gradient."""
+    params = [p.clone().requires_grad_() for p in start()]
+    optimiser = make(params)
+    after = []
+    for step in range(steps):
+        optimiser.zero_grad()
+        (loss_fn(params) if step >= first_steps_only_a else (params[0] ** 2).sum()).backward()
+        optimiser.step()
+        after.append([p.detach().clone() for p in params])
+    return after
+
+
+@probe
+def optimiser_trajectory(load, name, settings, steps, first_steps_only_a=0):
+    """The student's optimiser ``name`` with ``settings`` on the loss above: parameters after every step."""
+    optimisers = load("part1.optimisers")
+    return trajectory(lambda ps: getattr(optimisers, name)(ps, **settings), steps, first_steps_only_a)
+
+
+def assert_same_trajectory(run, name, settings, reference_settings=None, steps=STEPS, first_steps_only_a=0):
+    """The student's optimiser follows torch.optim's, with the same settings, step by step."""
+    ours = run(optimiser_trajectory, name=name, settings=settings, steps=steps, first_steps_only_a=first_steps_only_a)
+    reference = OPTIMISERS[name]
+    theirs = trajectory(lambda ps: reference(ps, **(settings if reference_settings is None else reference_settings)),
+                        steps, first_steps_only_a)
+    assert len(ours) == steps
+    for step, (mine, want) in enumerate(zip(ours, theirs), start=1):
+        for p, q in zip(mine, want, strict=True):
             assert p.shape == q.shape and p.dtype == torch.float64
-            torch.testing.assert_close(p.detach(), q.detach(), rtol=1e-9, atol=1e-10,
+            torch.testing.assert_close(p, q, rtol=1e-9, atol=1e-10,
                                        msg=lambda m: f"parameters differ from torch.optim after step {step}:\n{m}")
 
 
-def moved(make_ours):
+def moved(run, name, settings=None):
     """The optimiser must actually change the parameters (a no-op step is not an optimiser)."""
-    params = [p.clone().requires_grad_() for p in start()]
-    opt = make_ours(params)
-    loss_fn(params).backward()
-    opt.step()
-    assert any(not torch.equal(p.detach(), q) for p, q in zip(params, start())), "step() left the parameters unchanged"
+    after = run(optimiser_trajectory, name=name, settings=settings or {}, steps=1)[0]
+    assert any(not torch.equal(p, q) for p, q in zip(after, start())), "step() left the parameters unchanged"
 
 
 @pytest.mark.points(1, question="1.4")
-def test_momentum_matches_torch_sgd(load):
+def test_momentum_matches_torch_sgd(run):
     """Momentum follows torch.optim.SGD(momentum=mu) step by step (several lr and mu)"""
-    optimisers = load("part1.optimisers")
-    moved(lambda ps: optimisers.Momentum(ps, lr=0.01))
+    moved(run, "Momentum", {"lr": 0.01})
     for lr, mu in ((0.01, 0.9), (0.003, 0.5), (0.02, 0.0)):
-        assert_same_trajectory(lambda ps: optimisers.Momentum(ps, lr=lr, momentum=mu),
-                               lambda ps: torch.optim.SGD(ps, lr=lr, momentum=mu))
-    assert_same_trajectory(lambda ps: optimisers.Momentum(ps), lambda ps: torch.optim.SGD(ps, lr=1e-3, momentum=0.9))
+        assert_same_trajectory(run, "Momentum", {"lr": lr, "momentum": mu})
+    assert_same_trajectory(run, "Momentum", {}, {"lr": 1e-3, "momentum": 0.9})
 
 
 @pytest.mark.points(1, question="1.4")
-def test_rmsprop_matches_torch(load):
+def test_rmsprop_matches_torch(run):
     """RMSprop follows torch.optim.RMSprop step by step (defaults and other lr, alpha, eps)"""
-    optimisers = load("part1.optimisers")
-    moved(optimisers.RMSprop)
-    assert_same_trajectory(optimisers.RMSprop, torch.optim.RMSprop)
+    moved(run, "RMSprop")
+    assert_same_trajectory(run, "RMSprop", {})
     for lr, alpha, eps in ((0.003, 0.9, 1e-3), (0.05, 0.5, 1e-8)):
-        assert_same_trajectory(lambda ps: optimisers.RMSprop(ps, lr=lr, alpha=alpha, eps=eps),
-                               lambda ps: torch.optim.RMSprop(ps, lr=lr, alpha=alpha, eps=eps))
+        assert_same_trajectory(run, "RMSprop", {"lr": lr, "alpha": alpha, "eps": eps})
 
 
 @pytest.mark.points(1, question="1.4")
-def test_adam_matches_torch(load):
+def test_adam_matches_torch(run):
     """Adam follows torch.optim.Adam step by step (defaults and other lr, betas, eps), with bias correction"""
-    optimisers = load("part1.optimisers")
-    moved(optimisers.Adam)
-    assert_same_trajectory(optimisers.Adam, torch.optim.Adam)
+    moved(run, "Adam")
+    assert_same_trajectory(run, "Adam", {})
     for lr, betas, eps in ((0.01, (0.8, 0.95), 1e-3), (0.003, (0.5, 0.9), 1e-8)):
-        assert_same_trajectory(lambda ps: optimisers.Adam(ps, lr=lr, betas=betas, eps=eps),
-                               lambda ps: torch.optim.Adam(ps, lr=lr, betas=betas, eps=eps))
+        assert_same_trajectory(run, "Adam", {"lr": lr, "betas": betas, "eps": eps})
     # a parameter without a gradient is skipped and keeps its own step count for the bias correction
-    a, b = (p.clone().requires_grad_() for p in start())
-    a2, b2 = (p.clone().requires_grad_() for p in start())
-    ours, theirs = optimisers.Adam([a, b], lr=0.01), torch.optim.Adam([a2, b2], lr=0.01)
-    for step in range(5):
-        for (p, q), opt in (((a, b), ours), ((a2, b2), theirs)):
-            opt.zero_grad()
-            (loss_fn([p, q]) if step >= 2 else (p ** 2).sum()).backward()  # b gets no gradient in steps 0 and 1
-            opt.step()
-    torch.testing.assert_close(b.detach(), b2.detach(), rtol=1e-9, atol=1e-10)
-    torch.testing.assert_close(a.detach(), a2.detach(), rtol=1e-9, atol=1e-10)
+    assert_same_trajectory(run, "Adam", {"lr": 0.01}, steps=5, first_steps_only_a=2)

@@ -1,6 +1,7 @@
-"""Points-based grading on top of pytest: collects the outcome of every test marked
-``@pytest.mark.points(n, question="1.2")``, prints a table per question and writes
-Gradescope's ``results.json``.
+"""The report: points per test and per question, and Gradescope's ``results.json``.
+
+The plugin (``grader/plugin.py``) registers every test marked ``@pytest.mark.points(n, question="1.2")``
+and records its outcome here; this module turns them into a table per question and results.json.
 
 A test earns its points only when every phase (setup, call, teardown) passes. A failing
 import, an exception, a timeout (pytest-timeout) or a skip scores 0 for that test alone; the
@@ -36,6 +37,8 @@ class Grader:
     def __init__(self) -> None:
         self.results: dict[str, Result] = {}
         self.start = time.monotonic()
+        self.notes: list[str] = []  # shown above the table (the autograder's notes on the submission)
+        self.stopped: dict[str, list[str]] = {"timed_out": [], "crashed": []}  # tests whose probe never answered
 
     def register(self, item) -> None:
         marker = item.get_closest_marker("points")
@@ -72,7 +75,7 @@ class Grader:
         for r in self.results.values():
             table[r.number][0] += r.score
             table[r.number][1] += r.max_score
-        return {q: (s, m) for q, (s, m) in sorted(table.items(), key=lambda kv: _question_key(kv[0]))}
+        return {q: (s, m) for q, (s, m) in sorted(table.items(), key=lambda kv: question_key(kv[0]))}
 
     def summary_lines(self) -> list[str]:
         lines = [f"{'question':<10}{'points':>10}{'possible':>10}"]
@@ -85,17 +88,18 @@ class Grader:
 
     def gradescope(self) -> dict:
         tests = []
-        for r in sorted(self.results.values(), key=lambda r: (_question_key(r.number), r.name)):
+        for r in sorted(self.results.values(), key=lambda r: (question_key(r.number), r.name)):
             entry = asdict(r)
             entry.pop("phases")
             tests.append(entry)
         return {
             "score": sum(r.score for r in self.results.values()),
             "execution_time": round(time.monotonic() - self.start, 2),
-            "output": "\n".join(self.summary_lines()),
+            "output": "\n".join([*self.notes, *([""] if self.notes else []), *self.summary_lines()]),
             "visibility": "visible",
             "stdout_visibility": "hidden",
             "tests": tests,
+            "extra_data": self.stopped,
         }
 
     def write(self, path: Path) -> None:
@@ -106,6 +110,6 @@ class Grader:
         os.replace(tmp, path)
 
 
-def _question_key(question: str) -> tuple:
+def question_key(question: str) -> tuple:
     """Sort "1.10" after "1.9" and "3.1 (b)" after "3.1"."""
     return tuple(int(p) if p.isdigit() else p for p in question.replace("(", ".").replace(")", "").replace(" ", "").split("."))
