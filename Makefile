@@ -45,11 +45,11 @@ student: setup  ## the student edition in dist/student: stubs, public tests, the
 	$(BIN)/python -m tools.release --out dist/student
 
 autograder: setup  ## the Gradescope autograder zip, dist/autograder.zip (graded and hidden tests)
-	$(BIN)/python -m tools.autograder --out dist/autograder.zip
+	$(BIN)/python -m grader.bundle --out dist/autograder.zip
 
 SUBMISSIONS ?= submissions
 batch-grade: setup  ## grade every folder or zip in SUBMISSIONS=... into scores.csv
-	$(BIN)/python -m tools.batch_grade $(SUBMISSIONS) --out scores.csv
+	$(BIN)/python -m grader.batch $(SUBMISSIONS) --out scores.csv
 
 browser-check: book  ## open the built book in headless Chromium: equations typeset offline, figures load
 	$(BIN)/python -m tools.browser_check _build/html --screenshot docs/screenshot-part1.png

@@ -7,7 +7,7 @@ graded test, Gradescope's results.json, and where a test's probes run.
 
 A graded test asks for the ``run`` fixture and calls its probes through it (``grader/probes.py``).
 Here they run in this process. The autograder passes ``--sandbox=CONFIG`` instead: every probe then
-runs in a sandboxed worker (``grader/sandbox.py``), this process never imports student code, and a
+runs in a sandboxed worker process, this process never imports student code, and a
 probe that crashes or runs past the test's time limit fails that test alone.
 """
 from __future__ import annotations
@@ -58,9 +58,9 @@ def pytest_unconfigure(config):
         config._sandbox.stop()
 
 
-def pytest_collection_modifyitems(session, config, items):
-    for item in items:
-        config._grader.register(item)
+def pytest_collection_finish(session):
+    for item in session.items:  # after -k and -m have deselected
+        session.config._grader.register(item)
 
 
 def pytest_runtest_logreport(report):
@@ -140,7 +140,8 @@ def run(request):
                 return call(function, load, arguments)
             return sandbox.call(function.__module__, function.__name__, arguments, deadline)
         except ProbeError as exc:
-            if getattr(exc, "stopped", None):
-                request.config._grader.stopped[exc.stopped].append(request.node.nodeid)
-            pytest.fail(str(exc), pytrace=False)
+            error = exc
+        if getattr(error, "stopped", None):
+            request.config._grader.stopped[error.stopped].append(request.node.nodeid)
+        pytest.fail(str(error), pytrace=False)  # outside the except: the student's traceback alone
     return _run

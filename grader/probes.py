@@ -23,7 +23,7 @@ A graded test has two halves, side by side in its test file:
 
 On a student's machine ``run`` calls the probe in the same process. The autograder runs the checks in
 a process that never imports student code and sends every probe to a sandboxed worker
-(``grader/worker.py``); whatever the student's code does there, it can only change the data that
+process; whatever the student's code does there, it can only change the data that
 comes back. Both ways, arguments and results cross as bytes: ``torch.save`` out, and
 ``torch.load(weights_only=True)`` in, which rebuilds tensors and plain containers and never calls
 arbitrary code. So a probe behaves the same locally and in the sandbox.

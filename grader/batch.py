@@ -1,11 +1,13 @@
 """Grade a folder of submissions without Gradescope: one CSV row of points per question each.
 
-    python -m tools.batch_grade SUBMISSIONS_DIR --out scores.csv [--time-limit 1800] [--jobs 1]
+    python -m grader.batch SUBMISSIONS_DIR --out scores.csv [--time-limit 1800] [--jobs 1]
     make batch-grade SUBMISSIONS=path/to/folder
 
-Every entry of SUBMISSIONS_DIR (a folder or a zip, named after the student) is graded by the
-isolated grader of ``tools/autograder.py`` in its own process: the grader copies it into its own
-temporary folder and runs the student's code in child processes that cannot forge the outcome. A
+The batch lays the autograder bundle out in a private folder (``grader/bundle.py``: the grader, the
+tests and the stubs, never the reference package) and grades every entry of SUBMISSIONS_DIR (a
+folder or a zip, named after the student) from there, each by ``grader/autograder.py`` in its own
+process, exactly as Gradescope would; the submissions folder and the results are covered in each
+sandbox, so student code reads neither a classmate's code nor a score. ``--jobs N`` grades N at once. A
 submission that takes longer than ``--time-limit`` seconds in all is stopped and its row says
 ``timeout``; one that cannot be graded (or is refused: a symlink, a zip too large) says ``error``
 and why; one graded with tests that ended without an outcome says ``incomplete`` and names them
@@ -17,7 +19,7 @@ each grader kills and reaps every descendant of its children, and the batch, a c
 kills and reaps whatever a grader it had to kill left behind.
 
 As root, the batch stops before grading (exit status 2, one line) when student code cannot run as
-the unprivileged ``--user``, unless ``--allow-root`` (passed on to the grader).
+the dedicated unprivileged ``--user``, unless ``--allow-root`` (passed on to the grader).
 """
 from __future__ import annotations
 
@@ -35,10 +37,10 @@ from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-from tests.grading import _question_key  # noqa: E402  (the grading table's question order)
-from tools.autograder import become_subreaper, children, reap  # noqa: E402
+from grader.autograder import PRIVATE, ROOT as REPOSITORY, TESTS
+from grader.bundle import build_folder
+from grader.report import question_key
+from grader.sandbox import DEFAULT_USER, RootRefused, become_subreaper, children, reap, worker_ids
 
 _GRADERS: set[int] = set()  # the grader processes running now (threads of --jobs)
 _SPAWN = threading.Lock()  # held while a grader starts, and while orphans are reaped
@@ -58,17 +60,17 @@ def row_names(entries: list[Path]) -> dict[Path, str]:
     return {p: p.stem if stems[p.stem] == 1 else p.name for p in entries}
 
 
-def grade_one(submission: Path, results: Path, time_limit: float, grader_args: list[str]) -> dict:
-    """Grade one submission in its own process; never raises. Returns the row's fields."""
+def grade_one(submission: Path, results: Path, time_limit: float, grader_args: list[str], bundle: Path) -> dict:
+    """Grade one submission in its own process, from the bundle; never raises. Returns the row's fields."""
     start = time.monotonic()
     row = {"submission": submission.stem, "status": "ok", "error": ""}
     results.unlink(missing_ok=True)  # never read a previous run's file
-    command = [sys.executable, "-m", "tools.autograder", "--grade", str(submission), "--results", str(results),
+    command = [sys.executable, "-m", "grader.autograder", "--grade", str(submission), "--results", str(results),
                *grader_args]
     become_subreaper()  # what a killed grader leaves comes to us
     with _SPAWN:
         before = children()  # the caller's own, kept
-        proc = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+        proc = subprocess.Popen(command, cwd=bundle, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                                 start_new_session=True, env={**os.environ, "OMP_NUM_THREADS": "1"})
         _GRADERS.add(proc.pid)
     try:
@@ -112,7 +114,7 @@ def write_csv(rows: list[dict], out: Path) -> None:
     for row in rows:
         for test in row.get("report", {}).get("tests", []):
             questions.setdefault(test["number"], None)
-    order = sorted(questions, key=_question_key)
+    order = sorted(questions, key=question_key)
     fields = ["submission", "status", *order, "total", "possible", "seconds", "error"]
     tmp = out.with_name(out.name + ".tmp")
     with tmp.open("w", newline="", encoding="utf-8") as f:
@@ -134,43 +136,34 @@ def batch(folder: Path, out: Path, *, time_limit: float = 1800, jobs: int = 1, t
           timeout: float | None = None, user: str | None = None, allow_root: bool = False) -> list[dict]:
     """Grade every submission of ``folder`` into the CSV ``out``; returns the rows.
 
-    Raises RootRefused (from the grader's own check) before grading anything when, as root, student
-    code cannot run as ``user`` and ``allow_root`` is not given.
+    Raises RootRefused before grading anything when, as root, student code cannot run as ``user``
+    and ``allow_root`` is not given.
     """
-    from tools.autograder import TESTS, Sandbox, child_ids, graded_tests
-    if child_ids("nobody" if user is None else user, allow_root) is None and os.geteuid() == 0:
-        print("note: student code runs as root", flush=True)
+    worker_ids(DEFAULT_USER if user is None else user, allow_root)
     entries = submissions(folder)
     names = row_names(entries)
+    out = out.resolve()
     details = out.with_name(out.name + ".d")
     details.mkdir(parents=True, exist_ok=True)
-    tests = list(tests or TESTS)
-    # The graded tests are collected once, here, from the pristine stubs, and written back before
-    # every submission: a submission's code cannot change what the next one is graded on.
-    manifest = details / "graded-tests.json"
-    manifest.unlink(missing_ok=True)
-    with tempfile.TemporaryDirectory(prefix="batch-collect-") as tmp:
-        graded_tests(Sandbox(Path(tmp), None), [t for t in tests if (ROOT / t).exists()], None, manifest)
-    frozen = manifest.read_bytes()
-    grader_args = ["--tests", *tests, "--manifest", str(manifest), *(["--timeout", f"{timeout:g}"] if timeout else []),
-                   *(["--user", user] if user is not None else []), *(["--allow-root"] if allow_root else [])]
     rows: dict[str, dict] = {}
+    grader_args = ["--tests", *(tests or TESTS), *(["--timeout", f"{timeout:g}"] if timeout else []),
+                   *(["--user", user] if user is not None else []), *(["--allow-root"] if allow_root else []),
+                   "--hide", str(folder.resolve()), str(details), *(str(REPOSITORY / p) for p in PRIVATE)]
+    with tempfile.TemporaryDirectory(prefix="batch-") as tmp:
+        bundle = build_folder(Path(tmp) / "bundle")
 
-    def one(entry: Path) -> None:
-        name = names[entry]
-        tmp = manifest.with_name(f"{manifest.name}.{name}.tmp")
-        tmp.write_bytes(frozen)
-        os.replace(tmp, manifest)
-        row = grade_one(entry, details / f"{name}.json", time_limit, grader_args)
-        row["submission"] = name
-        rows[name] = row
-        write_csv([rows[names[p]] for p in entries if names[p] in rows], out)
-        total = sum(t["score"] for t in row.get("report", {}).get("tests", []))
-        print(f"{entry.name}: {row['status']}, {total:g} points, {row['seconds']:.0f} s {row['error']}".rstrip(),
-              flush=True)
+        def one(entry: Path) -> None:
+            name = names[entry]
+            row = grade_one(entry.resolve(), details / f"{name}.json", time_limit, grader_args, bundle)
+            row["submission"] = name
+            rows[name] = row
+            write_csv([rows[names[p]] for p in entries if names[p] in rows], out)
+            total = sum(t["score"] for t in row.get("report", {}).get("tests", []))
+            print(f"{entry.name}: {row['status']}, {total:g} points, {row['seconds']:.0f} s {row['error']}".rstrip(),
+                  flush=True)
 
-    with ThreadPoolExecutor(max_workers=jobs) as pool:
-        list(pool.map(one, entries))
+        with ThreadPoolExecutor(max_workers=jobs) as pool:
+            list(pool.map(one, entries))
     return [rows[names[p]] for p in entries]
 
 
@@ -182,17 +175,20 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--jobs", type=int, default=1, help="submissions graded at once (default: %(default)s)")
     parser.add_argument("--timeout", type=float, help="seconds per test (default: the grader's, 60)")
     parser.add_argument("--tests", nargs="+", help="test folders or files (default: tests/graded tests/hidden)")
-    parser.add_argument("--user", help="run student code as this user when root (default: nobody; '' = as us)")
+    parser.add_argument("--user", help=f"as root, run student code as this user (default: {DEFAULT_USER})")
     parser.add_argument("--allow-root", action="store_true",
-                        help="as root, grade even when --user cannot run our Python (student code runs as root)")
+                        help="as root, grade even when --user cannot run our Python (student code runs as root, "
+                             "without capabilities)")
     args = parser.parse_args(argv)
     start = time.monotonic()
-    from tools.autograder import RootRefused
     try:
         rows = batch(args.submissions, args.out, time_limit=args.time_limit, jobs=args.jobs, tests=args.tests,
                      timeout=args.timeout, user=args.user, allow_root=args.allow_root)
     except RootRefused as exc:
         print(exc, file=sys.stderr)
+        return 2
+    except ValueError as exc:  # not a folder of submissions
+        print(f"error: {exc}", file=sys.stderr)
         return 2
     print(f"wrote {args.out}: {len(rows)} submissions in {time.monotonic() - start:.0f} s")
     return 0

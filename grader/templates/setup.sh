@@ -25,8 +25,8 @@ fi
 /autograder/venv/bin/python -m pip install torch==2.13.0 --index-url https://download.pytorch.org/whl/cpu
 grep -vE '^(jupyter-book|jupyterlab|ipykernel|nbval)==' requirements.txt > /tmp/requirements-grading.txt
 /autograder/venv/bin/python -m pip install -r /tmp/requirements-grading.txt
-# The student's code runs as the user nobody: it must read the tests and the Python installation.
-chmod -R a+rX /autograder/source /autograder/venv
-# ...but not the hidden tests: the grader (root) copies into each child's folder only the hidden tests
-# that child runs, so a child running visible tests cannot read them here either.
-chmod -R go-rwx /autograder/source/tests/hidden
+# Student code runs as a dedicated unprivileged user (grader/sandbox.py), which must run the Python
+# installation; the grader itself (root) reads the tests, and the hidden tests stay root's alone.
+id autograder-student >/dev/null 2>&1 || useradd --system --no-create-home --shell /usr/sbin/nologin autograder-student
+chmod -R a+rX /autograder/venv
+chmod -R go-rwx /autograder/source
