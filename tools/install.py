@@ -35,7 +35,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-# PyTorch's CPU wheels. tools/templates/setup.sh (the Gradescope image) installs from the same index;
+# PyTorch's CPU wheels. grader/templates/setup.sh (the Gradescope image) installs from the same index;
 # tests/project/test_setup_env.py checks that the two agree.
 CPU_INDEX = "https://download.pytorch.org/whl/cpu"
 PROBE_TIMEOUT_S = 5                                        # a reachable index answers well within this

@@ -41,7 +41,7 @@ def refuse(url: str) -> bool:
 
 def test_requirements_pin_torch_and_setup_sh_uses_the_same_index():
     assert install.torch_requirement(ROOT / "requirements.txt") == TORCH
-    setup_sh = (ROOT / "tools" / "templates" / "setup.sh").read_text()
+    setup_sh = (ROOT / "grader" / "templates" / "setup.sh").read_text()
     assert f"{TORCH} --index-url {install.CPU_INDEX}" in setup_sh  # the Gradescope image: the CPU build
 
 
@@ -122,7 +122,7 @@ def test_makefiles_run_the_installer_and_need_no_thread_variable():
 
 def threads_after(code: str, omp: str | None) -> int:
     """torch.get_num_threads() after ``code`` in a fresh interpreter, with or without $OMP_NUM_THREADS."""
-    env = {k: v for k, v in os.environ.items() if k != "OMP_NUM_THREADS"}  # conftest sets it for the tests
+    env = {k: v for k, v in os.environ.items() if k != "OMP_NUM_THREADS"}  # the grader plugin sets it for the tests
     if omp is not None:
         env["OMP_NUM_THREADS"] = omp
     out = subprocess.run([sys.executable, "-c", f"{code}; import torch; print(torch.get_num_threads())"],
