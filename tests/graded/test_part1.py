@@ -9,250 +9,398 @@
 | 1.5 LSTM gates | 2: the closed-form parameter count | 3: the purpose of each gate |
 | 1.6 LSTM | 6: parameters, the cell against torch.nn.LSTM, logits, learning | 4: the experiment and the comparison |
 
-Every check is against an independent computation (torch.nn.RNN / torch.nn.LSTM with the same
-weights, autograd, numbers worked out by hand), in float64 where tolerance matters.
+Each test is a probe (``@probe``, runs the student's code and returns plain data) and a check (the
+test, which never imports the student's code; see ``grader/probes.py``). The check chooses every
+input, the weights included: random float64 weights, loaded into the student's model by parameter
+name, and compares what comes back with an independent computation (torch.nn.RNN / torch.nn.LSTM
+with the same weights, autograd, numbers worked out by hand). The learning tests get the trained
+weights back and measure the accuracy with torch.nn.RNN / torch.nn.LSTM on every palindrome.
 """
 from __future__ import annotations
 
 import math
+import os
+import tempfile
 import types
 
 import pytest
 import torch
 import torch.nn.functional as F
 
-B, T, D, N, K = 3, 6, 2, 5, 10
+from grader.probes import probe
+
+B, T, D, N, K = 3, 6, 2, 5, 10  # batch, time steps, input_dim, num_hidden, num_classes
 
 
-def make(load, cls_name, input_dim=D, num_hidden=N, num_classes=K, seed=0):
-    models = load("part1.models")
-    torch.manual_seed(seed)
-    return getattr(models, cls_name)(input_dim=input_dim, num_hidden=num_hidden, num_classes=num_classes).double()
+def rnn_shapes(d=D, n=N, k=K):
+    return {"W_hx": (n, d), "W_hh": (n, n), "b_h": (n,), "W_ph": (k, n), "b_p": (k,)}
+
+
+def lstm_shapes(d=D, n=N, k=K):
+    return {**{f"W_{z}x": (n, d) for z in "gifo"}, **{f"W_{z}h": (n, n) for z in "gifo"},
+            **{f"b_{z}": (n,) for z in "gifo"}, "W_ph": (k, n), "b_p": (k,)}
+
+
+def random_weights(shapes, seed=0):
+    """float64 weights for a check: Glorot-uniform matrices and random biases (zero biases would hide bias bugs)."""
+    g = torch.Generator().manual_seed(seed)
+    weights = {}
+    for name, shape in shapes.items():
+        if len(shape) == 2:
+            bound = math.sqrt(6 / sum(shape))
+            weights[name] = bound * (2 * torch.rand(shape, generator=g, dtype=torch.float64) - 1)
+        else:
+            weights[name] = 0.5 * torch.randn(shape, generator=g, dtype=torch.float64)
+    return weights
 
 
 def inputs(seed=1, input_dim=D):
+    """x [B, T, input_dim] float64 and y [B] class indices."""
     g = torch.Generator().manual_seed(seed)
     return torch.randn(B, T, input_dim, generator=g, dtype=torch.float64), torch.randint(K, (B,), generator=g)
 
 
-def randomise_biases(model, seed=2):
-    """Zero biases hide bias bugs: give them values before comparing."""
-    g = torch.Generator().manual_seed(seed)
+def torch_rnn(weights):
+    """torch.nn.RNN with the given weights (its two biases add up to b_h)."""
+    n, d = weights["W_hx"].shape
+    rnn = torch.nn.RNN(d, n, nonlinearity="tanh", batch_first=True).double()
     with torch.no_grad():
-        for name, p in model.named_parameters():
-            if name.startswith("b_"):
-                p.copy_(0.5 * torch.randn(p.shape, generator=g, dtype=p.dtype))
-
-
-def check_glorot(model, names):
-    for name in names:
-        w = getattr(model, name)
-        bound = math.sqrt(6 / sum(w.shape))
-        assert w.abs().max() <= bound + 1e-12, f"{name} is outside the Glorot uniform range ±{bound:.3f}"
-        assert w.std() > bound / 4, f"{name} looks constant or too small for Glorot initialisation"
-
-
-# ---------------------------------------------------------------- 1.2 the vanilla RNN
-
-RNN_SHAPES = {"W_hx": (N, D), "W_hh": (N, N), "b_h": (N,), "W_ph": (K, N), "b_p": (K,)}
-
-
-@pytest.mark.points(1, question="1.2")
-def test_rnn_parameters(load):
-    """VanillaRNN has W_hx, W_hh, b_h, W_ph, b_p with Glorot weights and zero biases"""
-    model = make(load, "VanillaRNN")
-    params = dict(model.named_parameters())
-    assert {k: tuple(v.shape) for k, v in params.items()} == RNN_SHAPES
-    assert not any(isinstance(m, (torch.nn.Linear, torch.nn.RNNBase)) for m in model.modules()), \
-        "Part 1 forbids torch.nn.Linear, RNN and LSTM"
-    check_glorot(model, ["W_hx", "W_hh", "W_ph"])
-    assert all(not params[b].any() for b in ("b_h", "b_p")), "biases start at zero"
-
-
-def torch_rnn(model):
-    """torch.nn.RNN with the same weights (its two biases add up to b_h)."""
-    rnn = torch.nn.RNN(model.input_dim, model.num_hidden, nonlinearity="tanh", batch_first=True).double()
-    with torch.no_grad():
-        rnn.weight_ih_l0.copy_(model.W_hx)
-        rnn.weight_hh_l0.copy_(model.W_hh)
-        rnn.bias_ih_l0.copy_(model.b_h)
+        rnn.weight_ih_l0.copy_(weights["W_hx"])
+        rnn.weight_hh_l0.copy_(weights["W_hh"])
+        rnn.bias_ih_l0.copy_(weights["b_h"])
         rnn.bias_hh_l0.zero_()
     return rnn
 
 
-@pytest.mark.points(2, question="1.2")
-def test_rnn_step_matches_torch(load):
-    """VanillaRNN.step gives the hidden states of torch.nn.RNN with the same weights"""
-    model = make(load, "VanillaRNN")
-    randomise_biases(model)
-    x, _ = inputs()
-    expected, _ = torch_rnn(model)(x)
-    h = torch.zeros(B, N, dtype=torch.float64)
-    for t in range(T):
-        h = model.step(x[:, t], h)
-        assert h.shape == (B, N)
-        torch.testing.assert_close(h, expected[:, t], msg=f"hidden state differs at t={t + 1}")
-
-
-@pytest.mark.points(2, question="1.2")
-def test_rnn_forward_logits(load):
-    """VanillaRNN.forward: logits [B, K] = W_ph h(T) + b_p from h(0) = 0; [B, T] input means input_dim 1"""
-    model = make(load, "VanillaRNN")
-    randomise_biases(model)
-    x, _ = inputs()
-    hidden, _ = torch_rnn(model)(x)
-    logits = model(x)
-    assert logits.shape == (B, K)
-    torch.testing.assert_close(logits, hidden[:, -1] @ model.W_ph.T + model.b_p)
-    scalar = make(load, "VanillaRNN", input_dim=1)
-    x1 = x[..., :1]
-    torch.testing.assert_close(scalar(x1.squeeze(-1)), scalar(x1))
-
-
-@pytest.mark.points(1, question="1.2")
-def test_rnn_autograd_matches_closed_form_W_ph(load):
-    """autograd through VanillaRNN gives dL/dW_ph = (y_hat - y) h(T)^T"""
-    model = make(load, "VanillaRNN")
-    x, y = inputs()
-    loss = F.cross_entropy(model(x), y)
-    loss.backward()
-    h_T = torch_rnn(model)(x)[0][:, -1].detach()
-    y_hat = torch.softmax(h_T @ model.W_ph.T.detach() + model.b_p.detach(), dim=1)
-    closed_form = (y_hat - F.one_hot(y, K)).T @ h_T / B
-    torch.testing.assert_close(model.W_ph.grad, closed_form)
-
-
-@pytest.mark.points(1, question="1.2")
-def test_train_step_clips_global_norm(load):
-    """train_step: cross-entropy, backward, clip_grad_norm_ at max_norm (the global norm), one step"""
-    train = load("part1.train")
-    model = make(load, "VanillaRNN")
-    x, y = inputs()
-    x = 50 * x  # large inputs, large gradients
-    before = [p.detach().clone() for p in model.parameters()]
-    expected_loss = F.cross_entropy(model(x), y).item()
-    optimizer = torch.optim.SGD(model.parameters(), lr=1.0)
-    loss, acc = train.train_step(model, optimizer, x, y, max_norm=0.1)
-    assert loss == pytest.approx(expected_loss), "return the loss of the batch before the update"
-    assert 0.0 <= acc <= 1.0
-    update = torch.cat([(p.detach() - b).flatten() for p, b in zip(model.parameters(), before)])
-    assert update.norm().item() == pytest.approx(0.1, rel=1e-6), \
-        "with SGD(lr=1) the update is minus the clipped gradient, whose global norm must be max_norm"
-    # a second step must not accumulate the first step's gradients
-    optimizer2 = torch.optim.SGD(model.parameters(), lr=0.0)
-    train.train_step(model, optimizer2, x, y, max_norm=1e9)
-    model.zero_grad()
-    F.cross_entropy(model(x), y).backward()
-    fresh = [p.grad.clone() for p in model.parameters()]
-    model.zero_grad()
-    train.train_step(model, optimizer2, x, y, max_norm=1e9)
-    for p, g in zip(model.parameters(), fresh):
-        torch.testing.assert_close(p.grad, g, msg="clear the gradients before backward")
-
-
-# ---------------------------------------------------------------- 1.1 gradients by hand
-
-@pytest.mark.points(4, question="1.1")
-def test_rnn_gradients_by_hand_match_autograd(load):
-    """rnn_gradients: dL/dW_ph and dL/dW_hh by backpropagation through time equal autograd's"""
-    gradients = load("part1.gradients")
-    g = torch.Generator().manual_seed(3)
-    shapes = {"W_hx": (N, 1), "W_hh": (N, N), "b_h": (N,), "W_ph": (K, N), "b_p": (K,)}
-    weights = {k: (0.7 * torch.randn(s, generator=g, dtype=torch.float64)).requires_grad_() for k, s in shapes.items()}
-    x = torch.randn(B, T, generator=g, dtype=torch.float64)
-    y = torch.randint(K, (B,), generator=g)
-    h = torch.zeros(B, N, dtype=torch.float64)
-    for t in range(T):  # an independent forward pass
-        h = torch.tanh(x[:, t:t + 1] @ weights["W_hx"].T + h @ weights["W_hh"].T + weights["b_h"])
-    F.cross_entropy(h @ weights["W_ph"].T + weights["b_p"], y).backward()
-    model = types.SimpleNamespace(input_dim=1, num_hidden=N, num_classes=K, **weights)
-    grad_W_ph, grad_W_hh = gradients.rnn_gradients(model, x, y)
-    torch.testing.assert_close(grad_W_ph, weights["W_ph"].grad, msg="dL/dW_ph")
-    torch.testing.assert_close(grad_W_hh, weights["W_hh"].grad, msg="dL/dW_hh")
-
-
-# ---------------------------------------------------------------- 1.3 the RNN learns short palindromes
-
-@pytest.mark.points(2, question="1.3")
-@pytest.mark.timeout(300)
-def test_rnn_learns_input_length_5(load):
-    """a seeded RNN reaches at least 99% held-out accuracy at input length 5 within 1,000 steps"""
-    train = load("part1.train")
-    record = train.train(model="rnn", input_length=5, train_steps=1000, eval_every=100, seed=0, device="cpu",
-                         progress=False)
-    assert record["best_eval_accuracy"] >= 0.99, record["curve"]["eval_accuracy"]
-
-
-# ---------------------------------------------------------------- 1.5 and 1.6 the LSTM
-
-@pytest.mark.points(2, question="1.5")
-def test_lstm_parameter_count(load):
-    """lstm_parameter_count: 4(nd + n^2 + n) for the gates plus nK + K for the output layer"""
-    models = load("part1.models")
-    assert models.lstm_parameter_count(1, 128, 10) == 67_850  # the 2019 defaults, by hand
-    assert models.lstm_parameter_count(10, 128, 10) == 72_458
-    assert models.lstm_parameter_count(3, 4, 2) == 4 * (12 + 16 + 4) + 8 + 2
-
-
-LSTM_SHAPES = {**{f"W_{z}x": (N, D) for z in "gifo"}, **{f"W_{z}h": (N, N) for z in "gifo"},
-               **{f"b_{z}": (N,) for z in "gifo"}, "W_ph": (K, N), "b_p": (K,)}
-
-
-@pytest.mark.points(1, question="1.6")
-def test_lstm_parameters(load):
-    """LSTM has W_zx, W_zh, b_z for z in g, i, f, o and W_ph, b_p; Glorot weights, zero biases"""
-    model = make(load, "LSTM")
-    params = dict(model.named_parameters())
-    assert {k: tuple(v.shape) for k, v in params.items()} == LSTM_SHAPES
-    assert not any(isinstance(m, (torch.nn.Linear, torch.nn.RNNBase)) for m in model.modules()), \
-        "Part 1 forbids torch.nn.Linear, RNN and LSTM"
-    check_glorot(model, [k for k in LSTM_SHAPES if k.startswith("W_")])
-    assert all(not p.any() for k, p in params.items() if k.startswith("b_"))
-
-
-def torch_lstm(model):
-    """torch.nn.LSTM with the same weights: its gates are stacked in the order i, f, g, o."""
-    lstm = torch.nn.LSTM(model.input_dim, model.num_hidden, batch_first=True).double()
+def torch_lstm(weights):
+    """torch.nn.LSTM with the given weights: its gates are stacked in the order i, f, g, o."""
+    n, d = weights["W_gx"].shape
+    lstm = torch.nn.LSTM(d, n, batch_first=True).double()
     with torch.no_grad():
-        lstm.weight_ih_l0.copy_(torch.cat([getattr(model, f"W_{z}x") for z in "ifgo"]))
-        lstm.weight_hh_l0.copy_(torch.cat([getattr(model, f"W_{z}h") for z in "ifgo"]))
-        lstm.bias_ih_l0.copy_(torch.cat([getattr(model, f"b_{z}") for z in "ifgo"]))
+        lstm.weight_ih_l0.copy_(torch.cat([weights[f"W_{z}x"] for z in "ifgo"]))
+        lstm.weight_hh_l0.copy_(torch.cat([weights[f"W_{z}h"] for z in "ifgo"]))
+        lstm.bias_ih_l0.copy_(torch.cat([weights[f"b_{z}"] for z in "ifgo"]))
         lstm.bias_hh_l0.zero_()
     return lstm
 
 
-@pytest.mark.points(3, question="1.6")
-def test_lstm_step_matches_torch(load):
-    """LSTM.step gives the hidden and cell states of torch.nn.LSTM with the same weights"""
-    model = make(load, "LSTM")
-    randomise_biases(model)
+@torch.no_grad()
+def reference_logits(cls_name, weights, x):
+    """logits [B, K] = W_ph h(T) + b_p, with h(T) from torch.nn.RNN / torch.nn.LSTM."""
+    hidden, _ = (torch_rnn if cls_name == "VanillaRNN" else torch_lstm)(weights)(x)
+    return hidden[:, -1] @ weights["W_ph"].T + weights["b_p"]
+
+
+def student_model(load, cls_name, weights):
+    """The student's VanillaRNN or LSTM with the dimensions of ``weights``, float64, holding exactly those weights."""
+    num_classes, num_hidden = weights["W_ph"].shape
+    input_dim = weights["W_hx" if cls_name == "VanillaRNN" else "W_gx"].shape[1]
+    model = getattr(load("part1.models"), cls_name)(input_dim=input_dim, num_hidden=num_hidden, num_classes=num_classes)
+    model = model.double()
+    model.load_state_dict(weights)  # by name, strict: the names and shapes must be those of the assignment
+    return model
+
+
+def close(name):
+    """An assert_close message that says what differs and keeps torch's details."""
+    return lambda details: f"{name}:\n{details}"
+
+
+# ---------------------------------------------------------------- the student's own initialisation
+
+@probe
+def new_model(load, cls_name, seed=0):
+    """A new model (input_dim D, num_hidden N, num_classes K): its parameters and the classes of its modules."""
+    torch.manual_seed(seed)
+    model = getattr(load("part1.models"), cls_name)(input_dim=D, num_hidden=N, num_classes=K)
+    return {"parameters": dict(model.named_parameters()),
+            "classes": [[f"{c.__module__}.{c.__qualname__}" for c in type(m).__mro__] for m in model.modules()]}
+
+
+# torch.nn.Linear (LazyLinear), Bilinear, RNN, LSTM, GRU and their cells, and whatever subclasses them
+FORBIDDEN = {"torch.nn.modules.linear.Linear", "torch.nn.modules.linear.Bilinear", "torch.nn.modules.rnn.RNNBase",
+             "torch.nn.modules.rnn.RNNCellBase"}
+
+
+def check_new_model(new, shapes):
+    params = new["parameters"]
+    got = {k: tuple(v.shape) for k, v in params.items()}
+    assert got == shapes, f"parameters (name: shape) are {got}, expected {shapes}"
+    used = sorted({c for classes in new["classes"] for c in classes} & FORBIDDEN)
+    assert not used, f"Part 1 forbids torch.nn.Linear, RNN and LSTM; the model uses {used}"
+    for name, w in params.items():
+        if name.startswith("W_"):
+            bound = math.sqrt(6 / sum(w.shape))
+            assert w.abs().max() <= bound * (1 + 1e-6), f"{name} is outside the Glorot uniform range ±{bound:.3f}"
+            assert w.std() > bound / 4, f"{name} looks constant or too small for Glorot initialisation"
+        else:
+            assert not w.any(), f"the bias {name} must start at zero"
+
+
+# ---------------------------------------------------------------- running the models
+
+@probe
+def step_states(load, cls_name, weights, x):
+    """model.step for t = 1..T from zeros: the state after each step, h [B, n] (RNN) or [h, c] (LSTM)."""
+    model = student_model(load, cls_name, weights)
+    zeros = x.new_zeros(x.shape[0], weights["W_ph"].shape[1])
+    state = zeros if cls_name == "VanillaRNN" else (zeros, zeros)
+    states = []
+    for t in range(x.shape[1]):
+        state = model.step(x[:, t], state)
+        states.append(state)
+    return states
+
+
+@probe
+def logits(load, cls_name, weights, x):
+    """model(x): the logits [B, K]."""
+    return student_model(load, cls_name, weights)(x)
+
+
+def check_logits(run, cls_name, weights, x):
+    got = run(logits, cls_name=cls_name, weights=weights, x=x)
+    expected = reference_logits(cls_name, weights, x.unsqueeze(-1) if x.dim() == 2 else x)
+    assert got.shape == expected.shape, f"logits have shape {list(got.shape)}, expected [B, K] = {list(expected.shape)}"
+    torch.testing.assert_close(got, expected, msg=close(f"{cls_name}(x) for x of shape {list(x.shape)} differs "
+                                                          "from W_ph h(T) + b_p"))
+
+
+# ---------------------------------------------------------------- 1.2 the vanilla RNN
+
+@pytest.mark.points(1, question="1.2")
+def test_rnn_parameters(run):
+    """VanillaRNN has W_hx, W_hh, b_h, W_ph, b_p with Glorot weights and zero biases"""
+    check_new_model(run(new_model, cls_name="VanillaRNN"), rnn_shapes())
+
+
+@pytest.mark.points(2, question="1.2")
+def test_rnn_step_matches_torch(run):
+    """VanillaRNN.step gives the hidden states of torch.nn.RNN with the same weights"""
+    weights, (x, _) = random_weights(rnn_shapes()), inputs()
+    states = run(step_states, cls_name="VanillaRNN", weights=weights, x=x)
+    with torch.no_grad():
+        expected, _ = torch_rnn(weights)(x)  # [B, T, N]
+    assert len(states) == T, f"{len(states)} states for {T} steps"
+    for t, h in enumerate(states):
+        assert isinstance(h, torch.Tensor), f"VanillaRNN.step returns h(t), a tensor, not {type(h).__name__}"
+        assert h.shape == (B, N), f"step returned h({t + 1}) of shape {list(h.shape)}, expected [B, num_hidden]"
+        torch.testing.assert_close(h, expected[:, t], msg=close(f"hidden state h({t + 1}) differs from torch.nn.RNN's"))
+
+
+@pytest.mark.points(2, question="1.2")
+def test_rnn_forward_logits(run):
+    """VanillaRNN.forward: logits [B, K] = W_ph h(T) + b_p from h(0) = 0; [B, T] input means input_dim 1"""
     x, _ = inputs()
-    lstm = torch_lstm(model)
-    h = c = torch.zeros(B, N, dtype=torch.float64)
-    for t in range(T):
-        _, (h_ref, c_ref) = lstm(x[:, : t + 1])
-        h, c = model.step(x[:, t], (h, c))
-        torch.testing.assert_close(c, c_ref[0], msg=f"cell state differs at t={t + 1}")
-        torch.testing.assert_close(h, h_ref[0], msg=f"hidden state differs at t={t + 1}")
+    check_logits(run, "VanillaRNN", random_weights(rnn_shapes()), x)
+    check_logits(run, "VanillaRNN", random_weights(rnn_shapes(d=1), seed=5), x[..., 0])  # x [B, T]
+
+
+@probe
+def loss_gradients(load, cls_name, weights, x, y):
+    """The gradients autograd gives the parameters for F.cross_entropy(model(x), y): {name: grad}."""
+    model = student_model(load, cls_name, weights)
+    F.cross_entropy(model(x), y).backward()
+    return {name: p.grad for name, p in model.named_parameters()}
+
+
+@pytest.mark.points(1, question="1.2")
+def test_rnn_autograd_matches_closed_form_W_ph(run):
+    """autograd through VanillaRNN gives dL/dW_ph = (y_hat - y) h(T)^T"""
+    weights, (x, y) = random_weights(rnn_shapes()), inputs()
+    grads = run(loss_gradients, cls_name="VanillaRNN", weights=weights, x=x, y=y)
+    with torch.no_grad():
+        h_T = torch_rnn(weights)(x)[0][:, -1]
+    y_hat = torch.softmax(h_T @ weights["W_ph"].T + weights["b_p"], dim=1)
+    closed_form = (y_hat - F.one_hot(y, K)).T @ h_T / B  # [K, N]
+    assert grads.get("W_ph") is not None, "W_ph got no gradient: is the output layer computed from the parameter W_ph?"
+    torch.testing.assert_close(grads["W_ph"], closed_form, msg=close("dL/dW_ph differs from (y_hat - y) h(T)^T / B"))
+
+
+@probe
+def train_steps(load, weights, x, y, lr, max_norm, steps):
+    """``steps`` calls of train_step with SGD(lr); after each: loss, accuracy, parameters and their gradients."""
+    train = load("part1.train")
+    model = student_model(load, "VanillaRNN", weights)
+    optimizer = torch.optim.SGD(model.parameters(), lr=lr)
+    after = []
+    for _ in range(steps):
+        loss, acc = train.train_step(model, optimizer, x, y, max_norm=max_norm)
+        after.append({"loss": float(loss), "accuracy": float(acc),  # copies: the next call changes the tensors
+                      "parameters": {name: p.detach().clone() for name, p in model.named_parameters()},
+                      "gradients": {name: None if p.grad is None else p.grad.clone()
+                                    for name, p in model.named_parameters()}})
+    return after
+
+
+def rnn_loss_and_gradients(weights, x, y):
+    """Independently: the logits, the loss and its gradients {name: grad} (torch.nn.RNN and autograd)."""
+    rnn = torch_rnn(weights)
+    W_ph, b_p = (weights[k].clone().requires_grad_() for k in ("W_ph", "b_p"))
+    logits_ = rnn(x)[0][:, -1] @ W_ph.T + b_p
+    loss = F.cross_entropy(logits_, y)
+    loss.backward()
+    grads = {"W_hx": rnn.weight_ih_l0.grad, "W_hh": rnn.weight_hh_l0.grad, "b_h": rnn.bias_ih_l0.grad,
+             "W_ph": W_ph.grad, "b_p": b_p.grad}
+    return logits_.detach(), loss.item(), grads
+
+
+@pytest.mark.points(1, question="1.2")
+def test_train_step_clips_global_norm(run):
+    """train_step: cross-entropy, backward, clip_grad_norm_ at max_norm (the global norm), one step"""
+    weights, (x, y) = random_weights(rnn_shapes()), inputs()
+    y[0] = reference_logits("VanillaRNN", weights, x)[0].argmax()  # one right answer at least: the accuracy is not 0
+    expected_logits, expected_loss, grads = rnn_loss_and_gradients(weights, x, y)
+    expected_accuracy = (expected_logits.argmax(dim=1) == y).double().mean().item()
+    lr, max_norm = 0.5, 0.1
+    total = torch.cat([g.flatten() for g in grads.values()]).norm().item()
+    assert min(g.norm() for g in grads.values()) > 2 * max_norm  # clipping matters, globally or per parameter
+    scale = max_norm / (total + 1e-6)  # clip_grad_norm_ scales all the gradients by the same factor
+
+    first = run(train_steps, weights=weights, x=x, y=y, lr=lr, max_norm=max_norm, steps=1)[0]
+    assert first["loss"] == pytest.approx(expected_loss, rel=1e-9), \
+        f"train_step returned the loss {first['loss']}, expected {expected_loss}: " \
+        "the mean cross-entropy of the batch before the update"
+    assert first["accuracy"] == pytest.approx(expected_accuracy), \
+        f"train_step returned the accuracy {first['accuracy']}, expected {expected_accuracy}: " \
+        "the share of rows whose largest logit is the target"
+    for name, w in weights.items():
+        torch.testing.assert_close(first["parameters"][name], w - lr * scale * grads[name],
+                                   msg=close(f"{name} after one step differs from SGD(lr={lr}) with the gradients "
+                                             f"clipped to a global norm of {max_norm} (all the parameters together)"))
+
+    # a second call must not add its gradients to those of the first: with lr = 0, they are the same
+    second = run(train_steps, weights=weights, x=x, y=y, lr=0.0, max_norm=1e9, steps=2)[1]
+    for name, g in grads.items():
+        assert second["gradients"].get(name) is not None, f"{name} has no gradient after train_step"
+        torch.testing.assert_close(second["gradients"][name], g,
+                                   msg=close(f"the gradient of {name} after a second train_step differs from one "
+                                             "batch's gradient: clear the gradients before backward"))
+
+
+# ---------------------------------------------------------------- 1.1 gradients by hand
+
+@probe
+def gradients_by_hand(load, weights, x, y):
+    """rnn_gradients for a model of input_dim 1 holding ``weights``: [dL/dW_ph, dL/dW_hh]."""
+    gradients = load("part1.gradients")
+    n = weights["W_hh"].shape[0]
+    model = types.SimpleNamespace(input_dim=1, num_hidden=n, num_classes=weights["W_ph"].shape[0],
+                                  **{k: v.requires_grad_() for k, v in weights.items()})
+    return list(gradients.rnn_gradients(model, x, y))
+
+
+@pytest.mark.points(4, question="1.1")
+def test_rnn_gradients_by_hand_match_autograd(run):
+    """rnn_gradients: dL/dW_ph and dL/dW_hh by backpropagation through time equal autograd's"""
+    g = torch.Generator().manual_seed(3)
+    weights = {k: 0.7 * torch.randn(s, generator=g, dtype=torch.float64) for k, s in rnn_shapes(d=1).items()}
+    x = torch.randn(B, T, generator=g, dtype=torch.float64)  # [B, T]: input_dim 1
+    y = torch.randint(K, (B,), generator=g)
+    grad_W_ph, grad_W_hh = run(gradients_by_hand, weights=weights, x=x, y=y)
+    w = {k: v.clone().requires_grad_() for k, v in weights.items()}
+    h = torch.zeros(B, N, dtype=torch.float64)
+    for t in range(T):  # an independent forward pass
+        h = torch.tanh(x[:, t:t + 1] @ w["W_hx"].T + h @ w["W_hh"].T + w["b_h"])
+    F.cross_entropy(h @ w["W_ph"].T + w["b_p"], y).backward()
+    torch.testing.assert_close(grad_W_ph, w["W_ph"].grad, msg=close("dL/dW_ph differs from autograd's"))
+    torch.testing.assert_close(grad_W_hh, w["W_hh"].grad, msg=close("dL/dW_hh differs from autograd's"))
+
+
+# ---------------------------------------------------------------- 1.3 and 1.6: learning short palindromes
+
+@probe
+def trained_weights(load, model):
+    """train(model, input_length=5, 1,000 steps, seed 0): the trained weights and the held-out accuracy curve."""
+    train = load("part1.train")
+    with tempfile.TemporaryDirectory() as folder:
+        path = os.path.join(folder, "model.pt")
+        record = train.train(model=model, input_length=5, train_steps=1000, eval_every=100, seed=0, device="cpu",
+                             progress=False, save_model=path)
+        saved = torch.load(path, weights_only=True)
+    return {"trained": saved["trained"], "eval_accuracy": record["curve"]["eval_accuracy"]}
+
+
+def every_palindrome_of_input_length_5():
+    """All 1,000 palindromes of length 6, a b c c b a: x = the first 5 digits [1000, 5, 1], y = the last [1000]."""
+    first_half = torch.cartesian_prod(*[torch.arange(10)] * 3)  # [1000, 3]
+    digits = torch.cat([first_half, first_half.flip(1)], dim=1)  # [1000, 6]
+    return digits[:, :-1].double().unsqueeze(-1), digits[:, -1]
+
+
+def check_learned(run, model, cls_name, shapes):
+    result = run(trained_weights, model=model)
+    trained = result["trained"]
+    got = {k: tuple(v.shape) for k, v in trained.items()}
+    assert got == shapes, f"the trained model's parameters (name: shape) are {got}, expected {shapes}"
+    x, y = every_palindrome_of_input_length_5()
+    predictions = reference_logits(cls_name, {k: v.double() for k, v in trained.items()}, x).argmax(dim=1)
+    accuracy = (predictions == y).double().mean().item()
+    assert accuracy >= 0.99, (
+        f"with the trained weights, the {cls_name} of the assignment (torch.nn.{cls_name.removeprefix('Vanilla')} with "
+        f"these weights) predicts the last digit of {accuracy:.1%} of the palindromes of length 6, not at least 99%. "
+        f"Held-out accuracy during training: {result['eval_accuracy']}; if that is high, your model computes "
+        "something other than the assignment's equations.")
+
+
+@pytest.mark.points(2, question="1.3")
+@pytest.mark.timeout(300)
+def test_rnn_learns_input_length_5(run):
+    """a seeded RNN reaches at least 99% accuracy on every palindrome of input length 5 within 1,000 steps"""
+    check_learned(run, "rnn", "VanillaRNN", rnn_shapes(d=1, n=128))
+
+
+# ---------------------------------------------------------------- 1.5 and 1.6 the LSTM
+
+@probe
+def lstm_parameter_counts(load, arguments):
+    """lstm_parameter_count(input_dim, num_hidden, num_classes) for each triple of ``arguments``."""
+    models = load("part1.models")
+    return [models.lstm_parameter_count(*triple) for triple in arguments]
+
+
+@pytest.mark.points(2, question="1.5")
+def test_lstm_parameter_count(run):
+    """lstm_parameter_count: 4(nd + n^2 + n) for the gates plus nK + K for the output layer"""
+    expected = {(1, 128, 10): 67_850,  # the 2019 defaults, by hand
+                (10, 128, 10): 72_458,
+                (3, 4, 2): 4 * (12 + 16 + 4) + 8 + 2}
+    got = run(lstm_parameter_counts, arguments=list(expected))
+    for (triple, want), count in zip(expected.items(), got, strict=True):
+        assert count == want, f"lstm_parameter_count{triple} returned {count}, expected {want}"
 
 
 @pytest.mark.points(1, question="1.6")
-def test_lstm_forward_logits(load):
+def test_lstm_parameters(run):
+    """LSTM has W_zx, W_zh, b_z for z in g, i, f, o and W_ph, b_p; Glorot weights, zero biases"""
+    check_new_model(run(new_model, cls_name="LSTM"), lstm_shapes())
+
+
+@pytest.mark.points(3, question="1.6")
+def test_lstm_step_matches_torch(run):
+    """LSTM.step gives the hidden and cell states of torch.nn.LSTM with the same weights"""
+    weights, (x, _) = random_weights(lstm_shapes()), inputs()
+    states = run(step_states, cls_name="LSTM", weights=weights, x=x)
+    lstm = torch_lstm(weights)
+    assert len(states) == T, f"{len(states)} states for {T} steps"
+    for t, state in enumerate(states):
+        assert isinstance(state, list) and len(state) == 2, "LSTM.step returns the pair (h(t), c(t))"
+        h, c = state
+        with torch.no_grad():
+            _, (h_ref, c_ref) = lstm(x[:, : t + 1])  # [1, B, N] each
+        torch.testing.assert_close(c, c_ref[0], msg=close(f"cell state c({t + 1}) differs from torch.nn.LSTM's"))
+        torch.testing.assert_close(h, h_ref[0], msg=close(f"hidden state h({t + 1}) differs from torch.nn.LSTM's"))
+
+
+@pytest.mark.points(1, question="1.6")
+def test_lstm_forward_logits(run):
     """LSTM.forward: logits [B, K] = W_ph h(T) + b_p from h(0) = c(0) = 0"""
-    model = make(load, "LSTM")
-    randomise_biases(model)
     x, _ = inputs()
-    hidden, _ = torch_lstm(model)(x)
-    logits = model(x)
-    assert logits.shape == (B, K)
-    torch.testing.assert_close(logits, hidden[:, -1] @ model.W_ph.T + model.b_p)
+    check_logits(run, "LSTM", random_weights(lstm_shapes()), x)
 
 
 @pytest.mark.points(1, question="1.6")
 @pytest.mark.timeout(300)
-def test_lstm_learns_input_length_5(load):
-    """a seeded LSTM reaches at least 99% held-out accuracy at input length 5 within 1,000 steps"""
-    train = load("part1.train")
-    record = train.train(model="lstm", input_length=5, train_steps=1000, eval_every=100, seed=0, device="cpu",
-                         progress=False)
-    assert record["best_eval_accuracy"] >= 0.99, record["curve"]["eval_accuracy"]
+def test_lstm_learns_input_length_5(run):
+    """a seeded LSTM reaches at least 99% accuracy on every palindrome of input length 5 within 1,000 steps"""
+    check_learned(run, "lstm", "LSTM", lstm_shapes(d=1, n=128))
