@@ -161,6 +161,12 @@ def pids_cgroup(name: str) -> Path | None:
     if os.geteuid() != 0:
         return None
     for parent in (Path("/sys/fs/cgroup/pids"), Path("/sys/fs/cgroup")):
+        for stale in parent.glob("grader-*"):  # left by a grader that was killed: empty once its tasks died
+            if not Path(f"/proc/{stale.name.split('-')[1]}").exists():
+                try:
+                    stale.rmdir()
+                except OSError:
+                    pass
         group = parent / name
         try:
             group.mkdir()

@@ -7,6 +7,7 @@ of these fails here with its ImportError or FileNotFoundError.
 """
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -50,3 +51,24 @@ def test_every_student_chapter_runs_on_a_complete_package(release, tmp_path):
     failed = {str(nb.relative_to(edition)): (run.stdout + run.stderr)[-1500:] for nb, run in done.items()
               if run.returncode != 0}
     assert not failed, "student chapters that do not run:\n" + "\n\n".join(f"{k}:\n{v}" for k, v in failed.items())
+
+
+@pytest.mark.timeout(900)
+def test_the_student_edition_grades_itself(release, tmp_path):
+    """``make grade`` in the edition: its public tests and the grader's plugin alone give the stubs 0 and a
+    complete package every public point."""
+    edition = tmp_path / "student"
+    shutil.copytree(release, edition, ignore=shutil.ignore_patterns("html", "book"))
+    env = {**os.environ, "PYTHONPATH": "", "OMP_NUM_THREADS": "1"}
+
+    def grade() -> dict:
+        subprocess.run([sys.executable, "-m", "pytest", "tests/graded", "--results=results.json", "-q",
+                        "-p", "no:cacheprovider"], cwd=edition, env=env, capture_output=True, timeout=800)
+        return json.loads((edition / "results.json").read_text())
+
+    stubs = grade()
+    assert stubs["score"] == 0 and stubs["tests"]
+    complete(edition)
+    report = grade()
+    assert report["score"] == sum(t["max_score"] for t in report["tests"]) == sum(t["max_score"] for t in stubs["tests"])
+    assert not [t for t in report["tests"] if "tests/hidden" in t["name"]]
