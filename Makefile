@@ -48,8 +48,9 @@ autograder: setup  ## the Gradescope autograder zip, dist/autograder.zip (graded
 	$(BIN)/python -m grader.bundle --out dist/autograder.zip
 
 SUBMISSIONS ?= submissions
-batch-grade: setup  ## grade every folder or zip in SUBMISSIONS=... into scores.csv
-	$(BIN)/python -m grader.batch $(SUBMISSIONS) --out scores.csv
+BATCH_ARGS  ?=
+batch-grade: setup  ## grade every folder or zip in SUBMISSIONS=... into scores.csv (BATCH_ARGS="--jobs 2" ...)
+	$(BIN)/python -m grader.batch $(SUBMISSIONS) --out scores.csv $(BATCH_ARGS)
 
 browser-check: book  ## open the built book in headless Chromium: equations typeset offline, figures load
 	$(BIN)/python -m tools.browser_check _build/html --screenshot docs/screenshot-part1.png
