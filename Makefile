@@ -6,7 +6,7 @@ BIN    := $(VENV)/bin
 # No OMP_NUM_THREADS needed: importing the package gives torch one thread (common.py, use_default_threads).
 TORCH  ?= auto
 
-.PHONY: FORCE help setup book test grade assignment student autograder batch-grade browser-check clean
+.PHONY: FORCE help setup book test grade assignment student autograder batch-grade mutants browser-check clean
 
 help:  ## list the commands
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
@@ -38,6 +38,9 @@ test: setup  ## the project's own tests (full points on solutions, zero on the s
 grade: setup  ## grade your own assignment/ package (writes results.json)
 	$(BIN)/python -m pytest tests/graded --impl=assignment --results=results.json
 
+mutants: setup  ## the graded tests against the catalogue of mistakes and correct alternatives (tests/mutants)
+	$(BIN)/python -m tools.mutants --out mutants.json
+
 assignment: setup  ## regenerate assignment/ from solutions/ (instructors only)
 	$(BIN)/python -m tools.make_assignment
 
@@ -56,4 +59,4 @@ browser-check: book  ## open the built book in headless Chromium: equations type
 	$(BIN)/python -m tools.browser_check _build/html --screenshot docs/screenshot-part1.png
 
 clean:  ## remove the built book and caches (keeps .venv)
-	rm -rf _build .pytest_cache results.json dist
+	rm -rf _build .pytest_cache results.json mutants.json dist
