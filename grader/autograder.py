@@ -29,8 +29,9 @@ TESTS = ("tests/graded", "tests/hidden")
 # The worker's folder: the package, and the public modules its probes need (no hidden test, no reference).
 WORKER_FILES = ("tests/__init__.py", "tests/graded", "grader/__init__.py", "grader/probes.py", "grader/worker.py",
                 "grader/jail.py")
-# Covered in the worker's mount namespace: what student code must not read, wherever the grader runs from.
-PRIVATE = ("tests/hidden", "solutions", "dist")
+# Covered in the worker's mount namespace, besides the grader's folder, the submission and the results: where
+# the other graders' folders, copies of the course and personal files live. The Python installation is kept.
+COVERED = ("/tmp", "/var/tmp", "/home", "/root", "/run", "/mnt", "/media", "/srv", "/opt")
 IGNORE = shutil.ignore_patterns("__pycache__", "*.pyc", ".pytest_cache")
 
 
@@ -51,10 +52,9 @@ def worker_folder(work: Path, package: Path, uid: int | None) -> None:
         os.chown(work / ".home", uid, -1)
 
 
-def coverable(paths: list[Path], work: Path) -> list[str]:
-    """The paths the jail may cover: not one that holds the worker's folder or our Python."""
-    needed = [work, Path(sys.prefix).resolve(), Path(sys.executable).resolve()]
-    return sorted({str(p) for p in map(Path, paths) if not any(n.is_relative_to(p) for n in needed)})
+def python_paths() -> list[Path]:
+    """What the worker's Python needs: the environment, the installation it was made from, the executable."""
+    return sorted({Path(sys.prefix).resolve(), Path(sys.base_prefix).resolve(), Path(sys.executable).resolve()})
 
 
 def grade(submission: Path, results: Path, *, tests: list[str] | tuple[str, ...] = TESTS, timeout: float = 60,
@@ -74,7 +74,7 @@ def grade(submission: Path, results: Path, *, tests: list[str] | tuple[str, ...]
     isolate = can_isolate()
     if not isolate and os.geteuid() == 0:
         notes.append("note: no namespaces for the sandbox (util-linux unshare failed)")
-    with tempfile.TemporaryDirectory(prefix="grade-") as tmp:
+    with tempfile.TemporaryDirectory(prefix="grade-", ignore_cleanup_errors=True) as tmp:
         base = Path(tmp)
         os.chmod(base, 0o711)  # the worker may reach its folder, not list ours
         private = base / "private"
@@ -92,8 +92,9 @@ def grade(submission: Path, results: Path, *, tests: list[str] | tuple[str, ...]
         limits = timeout * 60  # the CPU time of one worker: a module's tests at most
         sandbox = Sandbox(work=str(work), package=PACKAGE, log=str(private / "worker.log"),
                           uid=ids and ids[0], gid=ids and ids[1], isolate=isolate,
-                          hide=coverable([private, submission, results.parent, *hide, *(ROOT / p for p in PRIVATE)],
-                                         work),
+                          hide=sorted({str(p) for p in [ROOT, private, submission, results.parent, *map(Path, hide),
+                                                                      *map(Path, COVERED)]}),
+                          keep=[str(work), *map(str, python_paths())],
                           timeout=timeout, cpu_seconds=limits, notes=notes, refused=refused)
         sandbox.to_file(private / "sandbox.json")
         args = [*(str(ROOT / t) for t in tests), f"--sandbox={private / 'sandbox.json'}", f"--results={results}",

@@ -37,7 +37,7 @@ from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from grader.autograder import PRIVATE, ROOT as REPOSITORY, TESTS
+from grader.autograder import ROOT as REPOSITORY, TESTS
 from grader.bundle import build_folder
 from grader.report import question_key
 from grader.sandbox import DEFAULT_USER, RootRefused, become_subreaper, children, reap, worker_ids
@@ -148,7 +148,7 @@ def batch(folder: Path, out: Path, *, time_limit: float = 1800, jobs: int = 1, t
     rows: dict[str, dict] = {}
     grader_args = ["--tests", *(tests or TESTS), *(["--timeout", f"{timeout:g}"] if timeout else []),
                    *(["--user", user] if user is not None else []), *(["--allow-root"] if allow_root else []),
-                   "--hide", str(folder.resolve()), str(details), *(str(REPOSITORY / p) for p in PRIVATE)]
+                   "--hide", str(folder.resolve()), str(details), str(REPOSITORY)]
     with tempfile.TemporaryDirectory(prefix="batch-") as tmp:
         bundle = build_folder(Path(tmp) / "bundle")
 

@@ -36,12 +36,15 @@ from __future__ import annotations
 import importlib
 import io
 import traceback
+import zipfile
 from typing import Any, Callable
 
 import torch
 
 PUBLIC = "tests.graded."  # the modules a worker may load probes from
 MAX_BYTES = 64 * 2**20  # the largest message either way: far more than any probe needs
+MAX_ELEMENTS = 4 * 2**20  # tensor elements in one message (the largest answer holds about 40,000)
+MAX_ITEMS = 100_000  # numbers, strings and containers in one message
 
 
 class ProbeError(Exception):
@@ -76,8 +79,50 @@ def encode(obj: Any) -> bytes:
 
 
 def decode(data: bytes) -> Any:
-    """The data ``encode`` wrote; ``weights_only=True`` refuses anything but tensors and plain containers."""
-    return torch.load(io.BytesIO(data), weights_only=True)
+    """The data ``encode`` wrote; raises ValueError for anything else.
+
+    ``weights_only=True`` refuses anything but tensors and plain containers. Before it, the archive must
+    be as ``torch.save`` writes it (stored, not compressed: a deflated answer of 64 MiB could unpack to
+    64 GiB); after it, every tensor must be a plain dense CPU tensor whose elements all have storage (no
+    stride-0 view of a huge shape on one element), with MAX_ELEMENTS in all. So no answer can make the
+    trusted side allocate more than a bounded multiple of its size.
+    """
+    try:
+        with zipfile.ZipFile(io.BytesIO(data)) as archive:
+            records = archive.infolist()
+    except zipfile.BadZipFile:
+        raise ValueError("not an archive written by torch.save") from None
+    if any(r.compress_type != zipfile.ZIP_STORED for r in records) or sum(r.file_size for r in records) > MAX_BYTES:
+        raise ValueError("a compressed or oversized archive")
+    try:
+        obj = torch.load(io.BytesIO(data), weights_only=True)
+    except Exception as exc:  # noqa: BLE001 - whatever torch refuses
+        raise ValueError(f"not plain data: {type(exc).__name__}") from None
+    budget = {"elements": MAX_ELEMENTS, "items": MAX_ITEMS}
+    _check_plain(obj, budget, depth=0)
+    return obj
+
+
+def _check_plain(obj: Any, budget: dict[str, int], depth: int) -> None:
+    budget["items"] -= 1
+    if budget["items"] < 0 or depth > 32:
+        raise ValueError("too many or too deeply nested items")
+    if isinstance(obj, torch.Tensor):
+        if type(obj) is not torch.Tensor or obj.layout != torch.strided or obj.device.type != "cpu":
+            raise ValueError(f"a {type(obj).__name__} on {obj.device} ({obj.layout}), not a plain CPU tensor")
+        budget["elements"] -= obj.numel()
+        if budget["elements"] < 0 or obj.untyped_storage().nbytes() < obj.numel() * obj.element_size():
+            raise ValueError("a tensor with more elements than the limit, or than its storage holds")
+    elif isinstance(obj, dict):
+        for key, value in obj.items():
+            if not isinstance(key, str):
+                raise ValueError("a dict key that is not a string")
+            _check_plain(value, budget, depth + 1)
+    elif isinstance(obj, list):
+        for value in obj:
+            _check_plain(value, budget, depth + 1)
+    elif not (obj is None or isinstance(obj, (bool, int, float, str))):
+        raise ValueError(f"a {type(obj).__name__}")
 
 
 def _plain(obj: Any) -> Any:

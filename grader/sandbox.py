@@ -13,17 +13,19 @@ What holds the worker:
   ``autograder-student`` by default, created by the autograder's ``setup.sh``). If that user cannot
   run our Python, the grader stops with an error (``RootRefused``) unless ``--allow-root``; then the
   worker runs as root *without any capability*. Not as root, it runs as the grader's own user.
-- **What it sees** (as root, where util-linux ``unshare`` works): its own mount and PID namespaces,
-  shaped by ``grader/jail.py``: the hidden tests, the reference package, the other submissions and
-  the results are covered, every mount but its folder and /dev/shm is read-only, and it can
-  neither see nor signal a process outside.
+- **What it sees** (as root, where util-linux ``unshare`` works): its own mount, PID, IPC and network
+  namespaces,
+  shaped by ``grader/jail.py``: the grader's folder, the repository, /tmp, homes, the other
+  submissions and the results are covered, every other mount is read-only, and it can
+  neither see nor signal a process outside, nor reach a network; its home is a size-limited tmpfs.
 - **How long it lives.** The grader is a child subreaper (Linux): a descendant that left the worker's
   session (``setsid``, a double fork) is re-parented to us, and ``reap`` kills and reaps every one of
   them when a worker stops. In a PID namespace the kernel does it too.
 - **Limits** (``setrlimit`` before the worker starts, inherited by all it starts): CPU time, 4 GiB of
-  address space, files of 64 MiB, and answers of 64 MiB; and 256 processes and threads: as root, in a
-  cgroup of its own (root is exempt from RLIMIT_NPROC), as the dedicated user, beyond what it has
-  already (RLIMIT_NPROC). Not as root, as the grader's own user, there is no process limit. Its output goes to a file, of which a failure shows
+  address space per process, files of 64 MiB, and answers of 64 MiB; as root, cgroups of its own hold
+  the whole worker tree to 4 GiB of memory and 256 processes and threads (root is exempt from
+  RLIMIT_NPROC); as the dedicated user without cgroups, RLIMIT_NPROC. Not as root, as the grader's
+  own user, there is neither a process limit nor a total memory limit. Its output goes to a file, of which a failure shows
   the last 4000 characters.
 """
 from __future__ import annotations
@@ -95,10 +97,11 @@ def worker_ids(user: str | None, allow_root: bool) -> tuple[int, int] | None:
 
 
 def can_isolate() -> bool:
-    """Whether we can give the worker its own mount and PID namespaces (root, with util-linux)."""
+    """Whether we can give the worker its own namespaces (root, with util-linux)."""
     if os.geteuid() != 0 or not (shutil.which("unshare") and shutil.which("setpriv") and shutil.which("mount")):
         return False
-    return subprocess.run(["unshare", "--mount", "--pid", "--fork", "true"], capture_output=True).returncode == 0
+    return subprocess.run(["unshare", "--mount", "--pid", "--ipc", "--net", "--fork", "true"],
+                          capture_output=True).returncode == 0
 
 
 # ----------------------------------------------------------------------------- descendants
@@ -155,29 +158,43 @@ def processes_of(uid: int) -> int:
     return count
 
 
-def pids_cgroup(name: str) -> Path | None:
-    """As root, a new cgroup that holds at most PROCESS_LIMIT tasks (the pids controller, cgroup v1 or v2);
-    None where there is none. Root is exempt from RLIMIT_NPROC, even without capabilities: this is its limit."""
+CGROUP_LIMITS = (("pids", "pids.max", PROCESS_LIMIT),  # (controller, cgroup v1 file, value); v2 names differ
+                 ("memory", "memory.limit_in_bytes", MEMORY_LIMIT))
+CGROUP_V2_FILES = {"pids.max": "pids.max", "memory.limit_in_bytes": "memory.max"}
+
+
+def cgroups(name: str) -> list[Path]:
+    """As root, new cgroups that hold the worker to PROCESS_LIMIT tasks and MEMORY_LIMIT bytes in all, its
+    descendants and its tmpfs files together (RLIMIT_AS counts one process, and root is exempt from
+    RLIMIT_NPROC even without capabilities). cgroup v1's pids and memory controllers, or v2; none where
+    the machine has neither. A killed grader's empty groups are removed by the next one."""
     if os.geteuid() != 0:
-        return None
-    for parent in (Path("/sys/fs/cgroup/pids"), Path("/sys/fs/cgroup")):
-        for stale in parent.glob("grader-*"):  # left by a grader that was killed: empty once its tasks died
-            if not Path(f"/proc/{stale.name.split('-')[1]}").exists():
-                try:
-                    stale.rmdir()
-                except OSError:
-                    pass
-        group = parent / name
-        try:
-            group.mkdir()
-        except OSError:
-            continue
-        try:
-            (group / "pids.max").write_text(str(PROCESS_LIMIT))
-            return group
-        except OSError:
-            group.rmdir()
-    return None
+        return []
+    groups = []
+    v2 = Path("/sys/fs/cgroup")
+    for controller, v1_file, value in CGROUP_LIMITS:
+        for parent, file in ((v2 / controller, v1_file), (v2, CGROUP_V2_FILES[v1_file])):
+            for stale in parent.glob("grader-*"):
+                if not Path(f"/proc/{stale.name.split('-')[1]}").exists():
+                    try:
+                        stale.rmdir()
+                    except OSError:
+                        pass
+            group = parent / name
+            try:
+                group.mkdir(exist_ok=parent == v2)
+            except OSError:
+                continue
+            try:
+                (group / file).write_text(str(value))
+            except OSError:
+                if not any(g == group for g in groups):
+                    group.rmdir()
+                continue
+            if group not in groups:
+                groups.append(group)
+            break
+    return groups
 
 
 def rlimits(cpu_seconds: float, uid: int | None) -> dict[int, tuple[int, int]]:
@@ -201,7 +218,8 @@ class Sandbox:
     uid: int | None = None  # the dedicated user, or None (see ``worker_ids``)
     gid: int | None = None
     isolate: bool = False  # namespaces (``grader/jail.py``)
-    hide: list[str] = field(default_factory=list)
+    hide: list[str] = field(default_factory=list)  # covered in the jail
+    keep: list[str] = field(default_factory=list)  # shown again under a cover: the Python installation, ``work``
     timeout: float = 60.0  # seconds per test, unless its @pytest.mark.timeout says more
     cpu_seconds: float = 3600.0  # CPU time of one worker
     notes: list[str] = field(default_factory=list)  # for the report
@@ -209,7 +227,7 @@ class Sandbox:
 
     def __post_init__(self) -> None:
         self._proc: subprocess.Popen | None = None
-        self._group: Path | None = None
+        self._groups: list[Path] = []
         self._fds: tuple[int, int] = (-1, -1)
         become_subreaper()
         self._keep = children()
@@ -232,21 +250,22 @@ class Sandbox:
         responses_r, responses_w = os.pipe()
         command = [sys.executable, "-m", "grader.worker", str(requests_r), str(responses_w), self.package]
         if self.isolate:
-            jail = {"work": self.work, "hide": self.hide, "uid": self.uid, "gid": self.gid}
-            command = ["unshare", "--mount", "--pid", "--fork", "--kill-child", "--mount-proc", "--propagation",
-                       "private", sys.executable, "-m", "grader.jail", json.dumps(jail), "--", *command]
+            jail = {"work": self.work, "hide": self.hide, "keep": self.keep, "uid": self.uid, "gid": self.gid}
+            command = ["unshare", "--mount", "--pid", "--ipc", "--net", "--fork", "--kill-child", "--mount-proc",
+                       "--propagation", "private", sys.executable, "-m", "grader.jail", json.dumps(jail), "--",
+                       *command]
             ids = {}  # the jail drops to the user, after it has shaped the mounts
         else:
             ids = {"user": self.uid, "group": self.gid, "extra_groups": []} if self.uid is not None else {}
         limits = rlimits(self.cpu_seconds, self.uid)
-        self._group = pids_cgroup(f"grader-{os.getpid()}-{requests_w}")
-        procs = str(self._group / "cgroup.procs") if self._group else None
+        self._groups = cgroups(f"grader-{os.getpid()}-{requests_w}")
+        procs = [str(group / "cgroup.procs") for group in self._groups]
 
         def confine() -> None:  # in the worker's process, before it runs anything
             for which, value in limits.items():
                 resource.setrlimit(which, value)
-            if procs:
-                with open(procs, "w") as f:
+            for path in procs:
+                with open(path, "w") as f:
                     f.write(str(os.getpid()))
 
         log = os.open(self.log, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
@@ -271,14 +290,14 @@ class Sandbox:
             for fd in self._fds:
                 os.close(fd)
         reap(self._keep)
-        if self._group is not None:
+        for group in self._groups:
             for _ in range(50):  # empty once the kernel has torn the killed tasks down
                 try:
-                    self._group.rmdir()
+                    group.rmdir()
                     break
                 except OSError:
                     time.sleep(0.1)
-            self._group = None
+        self._groups = []
 
     def output(self) -> str:
         """The end of the workers' output."""
@@ -303,9 +322,13 @@ class Sandbox:
             error = ProbeError(f"{exc}\n{self.output()}".strip())
             error.stopped = exc.kind
             raise error from None
-        except BaseException:  # an answer that is not plain data, or anything else: no worker survives it
+        except ValueError as exc:  # an answer that is not plain data
             self.stop()
-            raise ProbeError("the worker's answer was not plain data (tensors, numbers, strings, lists, dicts)") from None
+            raise ProbeError(f"the worker's answer was not plain data (tensors, numbers, strings, lists, dicts): "
+                             f"{exc}") from None
+        except BaseException:  # anything else: no worker survives it
+            self.stop()
+            raise
         if isinstance(answer, dict) and isinstance(answer.get("error"), str):
             raise ProbeError(answer["error"])
         if not (isinstance(answer, dict) and "result" in answer):

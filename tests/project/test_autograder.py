@@ -61,10 +61,10 @@ def test_run_autograder_grades_a_zipped_submission(tmp_path):
     results = tmp_path / "results" / "results.json"
     assert results.exists(), done.stdout + done.stderr
     report = json.loads(results.read_text())
-    assert [t["status"] for t in report["tests"]] == ["passed"] * 4, report
-    assert report["score"] == 4
+    assert {t["status"] for t in report["tests"]} == {"passed"}, report
+    assert report["score"] == sum(t["max_score"] for t in report["tests"])
     hidden = [t for t in report["tests"] if "tests/hidden/" in t["name"]]
-    assert hidden and hidden[0]["visibility"] == "after_due_date"
+    assert hidden and {t["visibility"] for t in hidden} == {"after_due_date"}
 
 
 @pytest.mark.timeout(1200)

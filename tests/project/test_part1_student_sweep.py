@@ -49,6 +49,7 @@ def full(tmp_path_factory) -> Path:
     return out
 
 
+@pytest.mark.timeout(300)  # its fixture runs the sweep: a minute on two idle cores
 def test_every_run_is_what_train_returns(full):
     record = json.loads(full.read_text())
     assert record["settings"] == {**sweep_module.TRAIN_DEFAULTS, **TINY}

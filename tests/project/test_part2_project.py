@@ -212,6 +212,7 @@ def test_novelty_counts_ngrams_absent_from_the_book():
 
 @needs_mirror
 @pytest.mark.slow
+@pytest.mark.timeout(300)
 def test_experiment_command_on_a_tiny_run(tmp_path):
     from experiments.part2_books import main as experiment
     assert experiment(["--books", "communist_manifesto", "--steps", "20", "--sample_every", "10", "--eval_every", "10",

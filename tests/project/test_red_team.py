@@ -293,3 +293,137 @@ def test_a_batch_hides_the_reference_and_the_classmates(tmp_path):
     batch(folder, tmp_path / "scores.csv", time_limit=600, jobs=2, tests=[OPTIMISERS], allow_root=ALLOW_ROOT)
     rows = read_scores(tmp_path / "scores.csv")
     assert {name: rows[name]["total"] for name in rows} == {"alice": "3.0", "mallory": "0.0", "trudy": "0.0"}
+
+
+# ----------------------------------------------------------------------------- answers that would explode on the trusted side
+
+BOMBS = """
+
+import io, os, struct, sys, zipfile, torch
+def _answer(obj, deflate):
+    buffer = io.BytesIO()
+    torch.save({"result": obj}, buffer)
+    if deflate:  # the same archive, its records deflated: 256 MiB of zeros in about 256 KB
+        packed = io.BytesIO()
+        with zipfile.ZipFile(io.BytesIO(buffer.getvalue())) as src, zipfile.ZipFile(packed, "w") as dst:
+            for info in src.infolist():
+                dst.writestr(info.filename, src.read(info), compress_type=zipfile.ZIP_DEFLATED)
+        buffer = packed
+    data = buffer.getvalue()
+    os.write(int(sys.argv[2]), struct.pack(">Q", len(data)) + data)  # straight to the grader, as the answer
+    os._exit(0)
+class Momentum:
+    def __init__(self, *args, **kwargs):
+        _answer([[torch.zeros(2**26)]], deflate=True)
+class RMSprop:
+    def __init__(self, *args, **kwargs):
+        _answer([[torch.zeros(1).expand(2**34)]], deflate=False)  # 16 G elements on one float of storage
+"""
+
+
+@pytest.mark.timeout(600)
+def test_an_answer_that_would_explode_in_the_grader_is_refused(tmp_path):
+    """A deflated answer (64 GiB once unpacked, within the 64 MiB limit) and a stride-0 view of 16 G elements
+    once took the grader to 23 GB and the machine's OOM killer: the archive and every tensor are checked
+    before anything reads them."""
+    folder = submission(tmp_path / "bomb", BOMBS)
+    script = ("import re, sys; from grader.autograder import main; code = main(sys.argv[1:]); "
+              "print('peak', re.search(r'VmHWM:\\s+(\\d+) kB', open('/proc/self/status').read())[1]); sys.exit(code)")
+    results = tmp_path / "results.json"
+    done = subprocess.run([sys.executable, "-c", script, "--grade", str(folder), "--results", str(results),
+                           "--tests", OPTIMISERS, "-k", "momentum or rmsprop", *(["--allow-root"] if ALLOW_ROOT else [])],
+                          cwd=ROOT, capture_output=True, text=True, timeout=500)
+    assert done.returncode == 0, done.stderr[-2000:]
+    report = json.loads(results.read_text())
+    assert report["score"] == 0
+    text = outputs(report)
+    assert "a compressed or oversized archive" in text and "more elements than the limit" in text, text
+    assert int(done.stdout.split("peak ")[1].split()[0]) < 700 * 1024
+
+
+# ----------------------------------------------------------------------------- what a worker may reach
+
+def ipc_keys() -> set[str]:
+    return set(subprocess.run(["ipcs", "-m"], capture_output=True, text=True).stdout.split())
+
+
+REACH_OUT = """
+import ctypes, glob, socket
+libc = ctypes.CDLL(None, use_errno=True)
+shm = libc.shmget(0x5eed, 2**20, 0o1666)
+_found.append(f"shared memory segment: {{shm}}")
+done = subprocess.run(["git", "-C", {root!r}, "show", "HEAD:tests/hidden/test_part1_hidden.py"], capture_output=True, text=True)
+_found.append(f"git show of the hidden tests: exit {{done.returncode}}, {{len(done.stdout)}} characters")
+others = [p for p in glob.glob("/tmp/*/work/assignment") + glob.glob("/tmp/*/private") if not os.getcwd().startswith(p.rsplit("/", 2)[0])]
+_found.append(f"other graders' folders: {{others}}")
+try:
+    socket.create_connection(("127.0.0.1", {port}), timeout=2).sendall(b"{marker}")
+    _found.append("reached the host's loopback")
+except OSError as exc:
+    _found.append(f"network: {{type(exc).__name__}}")
+"""
+
+
+@needs_namespaces
+@pytest.mark.timeout(600)
+def test_the_worker_reaches_no_repository_history_no_other_grader_no_ipc_and_no_network(tmp_path):
+    """The repository's .git once gave away the hidden tests and the reference; other graders' folders under
+    /tmp gave a batch a classmate's code; System V shared memory outlived grading; and the host's
+    loopback was reachable."""
+    import socket
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen()
+    listener.settimeout(0.5)
+    before = ipc_keys()
+    code = "\nimport subprocess\n" + evidence(REACH_OUT.format(root=str(ROOT), port=listener.getsockname()[1],
+                                                                 marker=MARKER))
+    report, _ = autograde(tmp_path, "--grade", str(submission(tmp_path / "sub", code)), "--tests", OPTIMISERS,
+                          "-k", "momentum")
+    text = outputs(report)
+    assert "EVIDENCE" in text, text
+    assert "git show of the hidden tests: exit 128, 0 characters" in text, text
+    assert "other graders' folders: []" in text, text
+    assert "network: OSError" in text or "network: ConnectionRefusedError" in text, text
+    with pytest.raises(TimeoutError):
+        listener.accept()
+    assert ipc_keys() == before, "a shared memory segment outlived the worker"
+
+
+HOG = """
+import mmap
+children = []
+for _ in range(3):  # 3 x 1.5 GiB, each under the 4 GiB address space of one process
+    pid = os.fork()
+    if pid == 0:
+        block = mmap.mmap(-1, 3 * 2**29)
+        block.write(b"x" * (3 * 2**29))
+        os._exit(0)
+    children.append(pid)
+_found.append(f"children: {[os.waitpid(pid, 0)[1] for pid in children]}")
+os.chdir(os.environ["HOME"])
+for _ in range(3000):  # a tree too deep for a recursive cleanup
+    os.mkdir("d")
+    os.chdir("d")
+_found.append("a deep tree")
+"""
+
+
+@pytest.mark.skipif(os.geteuid() != 0 or not ISOLATED, reason="the memory cgroup and the tmpfs home need root")
+@pytest.mark.timeout(600)
+def test_memory_over_several_processes_and_a_deep_tree_stay_in_the_sandbox(tmp_path):
+    """Three processes of 1.5 GiB each held 4.95 GiB together, and a 3000-deep tree in the worker's home
+    crashed the grader's cleanup: the worker tree's memory is one cgroup's, and its home a tmpfs."""
+    before = set(Path(tempfile_dir()).glob("grade-*"))
+    folder = submission(tmp_path / "hog", evidence(HOG), solved=True)
+    report, done = autograde(tmp_path, "--grade", str(folder), "--tests", OPTIMISERS, "-k", "momentum or rmsprop")
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert statuses(report) == {"test_momentum_matches_torch_sgd": "failed", "test_rmsprop_matches_torch": "passed"}
+    text = outputs(report)
+    assert "children: [0, 0, 0]" not in text, "three processes held 4.5 GiB together"
+    assert set(Path(tempfile_dir()).glob("grade-*")) == before, "the grader left its folder behind"
+
+
+def tempfile_dir() -> str:
+    import tempfile
+    return tempfile.gettempdir()
