@@ -3,11 +3,13 @@
 Points tested here (every test fails on the pristine stubs):
 
 * 3.1 (a), 6 points: ``normalized_adjacency``, ``mean_adjacency``, ``GCNLayer.forward`` and
-  ``gcn_message_passing`` in ``part3/gcn.py``: a hand-checkable 3-node path, symmetric against
-  mean normalisation, undirected and directed graphs, dense against sparse, the layer and its
-  gradients against an independent computation, message passing against the matrix form,
-  permutation equivariance and isolated nodes.
-* 3.1 (b), 2 points: ``receptive_field`` against networkx's shortest-path lengths.
+  ``gcn_message_passing`` in ``part3/gcn.py``: a hand-checkable 3-node path and a directed weighted
+  3-node graph with a self-loop, symmetric against mean normalisation, undirected and directed graphs,
+  graphs with self-loops, dense against sparse, the layer and its gradients against an independent
+  computation (also on a directed graph), message passing against the matrix form, permutation
+  equivariance and isolated nodes.
+* 3.1 (b), 2 points: ``receptive_field`` against networkx's shortest-path lengths, on undirected and
+  directed weighted graphs, and after up to 120 layers where unreduced walk weights underflow and overflow.
 * 3.3 (a), 3 of its 6 points: ``sequence_to_graph`` and ``GraphEncoder`` (``node_states``, ``forward``) in
   ``part3/sequences.py``: a sequence as a chain graph, and a pooled GCN that cannot tell a
   sequence from its reverse until positions are added.
@@ -19,6 +21,8 @@ Each test is a check with its probes next to it (``grader/probes.py``): a probe 
 student's code on inputs the check chooses, the weights of every layer included, and returns plain
 tensors; a sparse adjacency travels dense with a flag, and the probe makes it sparse. The check never
 imports student code: its references are computed independently with numpy and networkx, in float64.
+Where a wrong answer is what a common mistake computes (the check works that out too), the message
+names the mistake (``known_mistake``).
 """
 from __future__ import annotations
 
@@ -32,6 +36,10 @@ from grader.probes import probe
 S6 = 1 / np.sqrt(6)
 PATH_SYMMETRIC = np.array([[1 / 2, S6, 0], [S6, 1 / 3, S6], [0, S6, 1 / 2]])
 PATH_MEAN = np.array([[1 / 2, 1 / 2, 0], [1 / 3, 1 / 3, 1 / 3], [0, 1 / 2, 1 / 2]])
+# loop3(): node 0 receives from 1 (weight 2), 1 from 2, 2 from 0 and from itself (a self-loop, weight 1), so
+# A + I = [[1, 2, 0], [0, 1, 1], [1, 0, 2]]: row sums 3, 2, 3, column sums 2, 3, 3.
+LOOP_SYMMETRIC = np.array([[1 / 3, 2 * S6, 0], [0, 1 / 2, S6], [1 / 3, 0, 2 / 3]])
+LOOP_MEAN = np.array([[1 / 3, 2 / 3, 0], [0, 1 / 2, 1 / 2], [1 / 3, 0, 2 / 3]])
 ACTIVATIONS = {None: None, "relu": torch.relu, "tanh": torch.tanh}  # a function crosses as its name
 
 
@@ -40,6 +48,11 @@ ACTIVATIONS = {None: None, "relu": torch.relu, "tanh": torch.tanh}  # a function
 
 def path3() -> torch.Tensor:
     return torch.tensor([[0.0, 1, 0], [1, 0, 1], [0, 1, 0]], dtype=torch.float64)
+
+
+def loop3() -> torch.Tensor:
+    """A directed, weighted 3-node graph with a self-loop on node 2 (see LOOP_SYMMETRIC)."""
+    return torch.tensor([[0.0, 2, 0], [0, 0, 1], [1, 0, 1]], dtype=torch.float64)
 
 
 def random_graph(n: int = 9, p: float = 0.35, seed: int = 0, weighted: bool = True,
@@ -58,6 +71,26 @@ def random_graph(n: int = 9, p: float = 0.35, seed: int = 0, weighted: bool = Tr
 def directed_graph(n: int = 9, seed: int = 0) -> torch.Tensor:
     """A weighted graph whose edges go one way only (adj[i, j] > 0 for some i < j): row and column sums differ."""
     return torch.triu(random_graph(n, p=0.5, seed=seed, isolated=False), diagonal=1)
+
+
+def with_self_loops(adj: torch.Tensor, seed: int) -> torch.Tensor:
+    """``adj`` with self-loops of weights in [0.5, 1.5) on about half of its nodes (A + I must still add 1 to them)."""
+    g = torch.Generator().manual_seed(seed)
+    loops = (torch.rand(len(adj), generator=g) < 0.5) * (0.5 + torch.rand(len(adj), generator=g, dtype=torch.float64))
+    return adj + torch.diag(loops)
+
+
+def deep_graph() -> tuple[nx.Graph, torch.Tensor]:
+    """A path of 90 nodes with edge weights 1e-4, a complete graph of 30 nodes with edge weights 1e3 and an
+    isolated node. Along the path, k layers multiply k weights 1e-4 (below float64's smallest number after 81);
+    in the complete graph the walk weights pass float64's largest number after about 70 layers. Only a
+    propagation that keeps whether something arrived (0/1) at every step gets the receptive field right."""
+    graph = nx.disjoint_union(nx.path_graph(90), nx.complete_graph(30))
+    graph.add_node(120)
+    adj = nx.to_numpy_array(graph, nodelist=sorted(graph), weight=None)
+    adj[:90, :90] *= 1e-4
+    adj[90:120, 90:120] *= 1e3
+    return graph, torch.as_tensor(adj)
 
 
 def randn(seed: int, *shape: int) -> torch.Tensor:
@@ -118,18 +151,150 @@ def encoder_weights(sizes: list[int], seed: int) -> dict[str, torch.Tensor]:
     return weights
 
 
-def reference_encoder(adj, x, weights) -> np.ndarray:
-    """GraphEncoder.node_states: A_hat, then GCN layers with tanh on all but the last."""
-    a_hat, h = reference_symmetric(adj), np.asarray(x)
+def reference_encoder(adj, x, weights, a_hat=None, last_tanh=False) -> np.ndarray:
+    """GraphEncoder.node_states: A_hat, then GCN layers with tanh on all but the last.
+    (``a_hat`` and ``last_tanh`` give what a mistake would compute instead.)"""
+    a_hat, h = reference_symmetric(adj) if a_hat is None else np.asarray(a_hat), np.asarray(x)
     num_layers = len(weights) // 2
     for i in range(num_layers):
         h = reference_layer(a_hat, h, weights[f"layers.{i}.weight"], weights[f"layers.{i}.bias"],
-                            "tanh" if i < num_layers - 1 else None)
+                            "tanh" if i < num_layers - 1 or last_tanh else None)
     return h
 
 
 def sizes_of(in_features: int, hidden: int, out_features: int, num_layers: int) -> list[int]:
     return [in_features] + [hidden] * (num_layers - 1) + [out_features]
+
+
+def reach(adj, k: int, self_loops: bool = True) -> np.ndarray:
+    """R[i, j] = True iff a walk of k steps along adj's edges (i <- j), with self-loops if asked, leads from j to i."""
+    step = (np.asarray(adj) != 0) | (np.eye(len(adj), dtype=bool) if self_loops else False)
+    r = np.eye(len(adj), dtype=bool)
+    for _ in range(k):
+        r = (step.astype(np.int64) @ r.astype(np.int64)) > 0
+    return r
+
+
+# ------------------------------------------------------------------------------ known mistakes
+# (the check computes what a common mistake gives, so that its message can name the mistake)
+
+def known_mistake(got, expected, mistakes: dict[str, np.ndarray], atol: float = 1e-9) -> str:
+    """The first of ``mistakes`` (description -> what that mistake computes) whose result ``got`` equals
+    while the correct ``expected`` does not; "" if none."""
+    got, expected = np.asarray(got, dtype=float), np.asarray(expected, dtype=float)
+    for mistake, wrong in mistakes.items():
+        wrong = np.asarray(wrong, dtype=float)
+        if wrong.shape == got.shape and np.allclose(got, wrong, rtol=1e-7, atol=atol) and not (
+                wrong.shape == expected.shape and np.allclose(wrong, expected, rtol=1e-7, atol=atol)):
+            return mistake
+    return ""
+
+
+def assert_close(got, expected, what: str, mistakes=None, atol: float = 1e-12) -> None:
+    """np.testing.assert_allclose(got, expected); if ``got`` is what one of ``mistakes()`` computes, the
+    message names that mistake first."""
+    got = np.asarray(got)
+    if got.shape == np.shape(expected) and np.allclose(got, expected, rtol=1e-7, atol=atol):  # as assert_allclose
+        return
+    mistake = known_mistake(got, expected, mistakes()) if mistakes else ""
+    assert not mistake, f"{what}: it looks like {mistake}"
+    np.testing.assert_allclose(got, expected, atol=atol, err_msg=what)
+
+
+def normalisation_mistakes(name: str, adj) -> dict[str, np.ndarray]:
+    """What the common mistakes of normalized_adjacency or mean_adjacency give for ``adj``."""
+    adj = np.asarray(adj, dtype=float)
+    eye = np.eye(len(adj))
+    a = adj + eye
+    rows, cols, counts = a.sum(axis=1), a.sum(axis=0), (a != 0).sum(axis=1)
+    without = np.maximum(adj.sum(axis=1), 1)  # the degrees of A, clamped as a student would to avoid 1/0
+    only_missing = adj + np.diag(np.diag(adj) == 0)
+    set_one = adj.copy()
+    np.fill_diagonal(set_one, 1)
+    binary = (adj != 0).astype(float)
+    if name == "mean_adjacency":
+        by = lambda m, d: m / d[:, None]  # noqa: E731
+        return {
+            "the columns are divided by the degrees, (A + I) D~^(-1), instead of the rows": a / rows[None, :],
+            "the degrees come from the columns of A + I (in-degree) instead of the rows": by(a, cols),
+            "the degrees count a node's edges and ignore their weights": by(a, counts),
+            "the edge weights were dropped (every edge counted as weight 1)": reference_mean(binary),
+            "no self-loops were added: D^(-1) A instead of D~^(-1) (A + I)": by(adj, without),
+            "the degrees leave out the self-loop: those of A, not of A + I": by(a, without),
+            "the self-loops were added twice: A + 2I": reference_mean(adj + eye),
+            "a self-loop was added only where a node had none; an existing self-loop w must become w + 1":
+                by(only_missing, only_missing.sum(axis=1)),
+            "the diagonal was set to 1 instead of adding I; an existing self-loop w must become w + 1":
+                by(set_one, set_one.sum(axis=1)),
+            "this is the symmetric normalisation D~^(-1/2) (A + I) D~^(-1/2), not the mean D~^(-1) (A + I)":
+                reference_symmetric(adj),
+            "the result is transposed, as if adj[i, j] were the edge from i to j": reference_mean(adj).T,
+        }
+    sym = lambda m, d: m / np.sqrt(np.outer(d, d))  # noqa: E731
+    return {
+        "the degrees come from the columns of A + I (in-degree) instead of the rows": sym(a, cols),
+        "the degrees count a node's edges and ignore their weights": sym(a, counts),
+        "the edge weights were dropped (every edge counted as weight 1)": reference_symmetric(binary),
+        "no self-loops were added: A instead of A + I": sym(adj, without),
+        "the degrees leave out the self-loop: those of A, not of A + I": sym(a, without),
+        "the self-loops were added twice: A + 2I": reference_symmetric(adj + eye),
+        "a self-loop was added only where a node had none; an existing self-loop w must become w + 1":
+            sym(only_missing, only_missing.sum(axis=1)),
+        "the diagonal was set to 1 instead of adding I; an existing self-loop w must become w + 1":
+            sym(set_one, set_one.sum(axis=1)),
+        "D~^(-1) on both sides instead of D~^(-1/2)": a / np.outer(rows, rows),
+        "this is the mean normalisation D~^(-1) (A + I), not the symmetric D~^(-1/2) (A + I) D~^(-1/2)":
+            reference_mean(adj),
+        "only the rows are scaled, D~^(-1/2) (A + I), without the factor D~^(-1/2) on the right":
+            a / np.sqrt(rows)[:, None],
+        "the result is transposed, as if adj[i, j] were the edge from i to j": reference_symmetric(adj).T,
+    }
+
+
+def layer_mistakes(a_hat, h, weight, bias=None, activation=None) -> dict[str, np.ndarray]:
+    """What the common mistakes of GCNLayer.forward give."""
+    a_hat, z = np.asarray(a_hat), np.asarray(h) @ np.asarray(weight)
+    act = lambda v: reference_layer(np.eye(len(v)), v, np.eye(v.shape[1]), None, activation)  # noqa: E731
+    b = 0 if bias is None else np.asarray(bias)
+    mistakes = {
+        "A_hat is transposed: the layer sums along the outgoing edges, A_hat^T H W": act(a_hat.T @ z + b),
+        "the graph is ignored: H W + b, without A_hat": act(z + b),
+        "the features are propagated twice, A_hat A_hat H W": act(a_hat @ a_hat @ z + b),
+    }
+    if activation is not None:
+        mistakes["the activation is applied before the aggregation, A_hat sigma(H W + b)"] = a_hat @ act(z + b)
+        mistakes["the activation is missing"] = a_hat @ z + b
+    if bias is not None:
+        mistakes["the bias is added before the aggregation, A_hat (H W + b): the rows of the symmetric A_hat "
+                 "do not sum to 1, so this is not A_hat H W + b"] = act(a_hat @ (z + b))
+        mistakes["the bias is missing"] = act(a_hat @ z)
+        mistakes["the bias is added after the activation, sigma(A_hat H W) + b"] = act(a_hat @ z) + b
+    return mistakes
+
+
+def message_passing_mistakes(a_hat, h, weight) -> dict[str, np.ndarray]:
+    """What the common mistakes of gcn_message_passing give."""
+    a_hat, z = np.asarray(a_hat), np.asarray(h) @ np.asarray(weight)
+    edges = (a_hat != 0).astype(float)
+    return {
+        "senders and receivers are swapped: node i sums along its outgoing edges, A_hat^T H W": a_hat.T @ z,
+        "the messages ignore the edge weights A_hat[i, j]": edges @ z,
+        "each node averages the messages it receives instead of summing them":
+            (a_hat @ z) / np.maximum(edges.sum(axis=1), 1)[:, None],
+        "each edge carries the receiver's own z[i] instead of the sender's z[j]": a_hat.sum(axis=1)[:, None] * z,
+        "a self-message of weight 1 is added on top of A_hat, whose diagonal already holds the self-loops":
+            (a_hat + np.eye(len(a_hat))) @ z,
+    }
+
+
+def field_mistakes(adj, k: int) -> dict[str, np.ndarray]:
+    """What the common mistakes of receptive_field give after k layers."""
+    return {
+        "off by one: this is the field after k + 1 layers": reach(adj, k + 1),
+        "off by one: this is the field after k - 1 layers": reach(adj, max(k - 1, 0)),
+        "only walks of exactly k steps count: propagate with A + I, not with A": reach(adj, k, self_loops=False),
+        "the field is transposed: R[i, j] must say whether node j's features reach node i": reach(adj, k).T,
+    }
 
 
 # ------------------------------------------------------------------------------ probes' helpers
@@ -163,10 +328,12 @@ def check_normalisation(run, name, adj, sparse=False, what="") -> np.ndarray:
     assert got["is_sparse"] == sparse, \
         f"{name} must return the layout it is given: a {'sparse' if sparse else 'dense'} adjacency gave a " \
         f"{'sparse' if got['is_sparse'] else 'dense'} result"
+    assert got["out"].dtype == adj.dtype, \
+        f"{name} must keep the adjacency's dtype: {adj.dtype} gave {got['out'].dtype} ({what or 'a graph'})"
     out = got["out"].numpy()
     assert out.shape == tuple(adj.shape), f"{name} of an {tuple(adj.shape)} adjacency has shape {out.shape}"
-    np.testing.assert_allclose(out, reference(adj.numpy()), atol=1e-12,
-                               err_msg=f"{name} of {what or 'a graph'} ({'sparse' if sparse else 'dense'})")
+    assert_close(out, reference(adj.numpy()), f"{name} of {what or 'a graph'} ({'sparse' if sparse else 'dense'})",
+                 lambda: normalisation_mistakes(name, adj.numpy()))
     return out
 
 
@@ -177,16 +344,28 @@ def test_normalized_adjacency_by_hand(run):
     assert not got["is_sparse"], "a dense adjacency gives a dense A_hat"
     np.testing.assert_allclose(got["out"].numpy(), PATH_SYMMETRIC, atol=1e-12,
                                err_msg="the path 0-1-2 (degrees with self-loops 2, 3, 2)")
+    got = run(normalise, name="normalized_adjacency", adj=loop3())
+    assert_close(got["out"].numpy(), LOOP_SYMMETRIC,
+                 "the directed weighted graph [[0, 2, 0], [0, 0, 1], [1, 0, 1]] with a self-loop on node 2: "
+                 "A + I = [[1, 2, 0], [0, 1, 1], [1, 0, 2]], row sums 3, 2, 3",
+                 lambda: normalisation_mistakes("normalized_adjacency", loop3().numpy()))
     check_normalisation(run, "normalized_adjacency", random_graph(), what="a weighted undirected graph")
     check_normalisation(run, "normalized_adjacency", directed_graph(seed=10),
                         what="a directed graph (D~ holds the row sums of A + I, a node's incoming weights)")
+    check_normalisation(run, "normalized_adjacency", with_self_loops(directed_graph(seed=13), seed=13),
+                        what="a directed graph with self-loops (A + I adds 1 to each of them)")
 
 
 @pytest.mark.points(1, question="3.1 (a)")
 def test_mean_adjacency_differs_from_symmetric(run):
     """mean_adjacency is D~^(-1)(A+I): rows sum to 1, and it equals D~^(-1/2) A_hat D~^(1/2), not A_hat"""
     got = run(normalise, name="mean_adjacency", adj=path3())
-    np.testing.assert_allclose(got["out"].numpy(), PATH_MEAN, atol=1e-12, err_msg="the path 0-1-2")
+    assert_close(got["out"].numpy(), PATH_MEAN, "the path 0-1-2", lambda: normalisation_mistakes("mean_adjacency", path3()))
+    got = run(normalise, name="mean_adjacency", adj=loop3())
+    assert_close(got["out"].numpy(), LOOP_MEAN,
+                 "the directed weighted graph [[0, 2, 0], [0, 0, 1], [1, 0, 1]] with a self-loop on node 2: "
+                 "A + I = [[1, 2, 0], [0, 1, 1], [1, 0, 2]], row sums 3, 2, 3",
+                 lambda: normalisation_mistakes("mean_adjacency", loop3().numpy()))
     adj = random_graph(seed=1)
     mean = check_normalisation(run, "mean_adjacency", adj, what="a weighted undirected graph")
     sym = check_normalisation(run, "normalized_adjacency", adj, what="a weighted undirected graph")
@@ -197,13 +376,16 @@ def test_mean_adjacency_differs_from_symmetric(run):
     d = adj.numpy().sum(axis=1) + 1
     np.testing.assert_allclose(mean, np.diag(d ** -0.5) @ sym @ np.diag(d ** 0.5), atol=1e-12)
     check_normalisation(run, "mean_adjacency", directed_graph(seed=11), what="a directed graph (row sums of A + I)")
+    check_normalisation(run, "mean_adjacency", with_self_loops(directed_graph(seed=14), seed=14),
+                        what="a directed graph with self-loops (A + I adds 1 to each of them)")
 
 
 @pytest.mark.points(1, question="3.1 (a)")
 def test_sparse_normalisations_match_dense(run):
     """both normalisations take a torch.sparse adjacency, return it sparse and agree with the dense result"""
     for adj, what in ((random_graph(seed=2), "a weighted undirected graph"),
-                      (directed_graph(seed=12), "a directed graph")):
+                      (directed_graph(seed=12), "a directed graph"),
+                      (with_self_loops(random_graph(seed=15), seed=15), "a weighted graph with self-loops")):
         for name in ("normalized_adjacency", "mean_adjacency"):
             check_normalisation(run, name, adj, sparse=True, what=what)
 
@@ -241,8 +423,8 @@ def test_gcn_layer_forward(run):
         kind = "sparse" if sparse else "dense"
         got = run(gcn_layer, weights=weights, adj_hat=a_hat, h=h, sparse=sparse, activation="relu", backward=True)
         assert got["out"].shape == (len(adj), 3), f"output shape {tuple(got['out'].shape)}, not (n, out_features)"
-        np.testing.assert_allclose(got["out"].numpy(), expected, atol=1e-12,
-                                   err_msg=f"GCNLayer(4, 3, activation=torch.relu), {kind} A_hat: relu(A_hat H W + b)")
+        assert_close(got["out"].numpy(), expected, f"GCNLayer(4, 3, activation=torch.relu), {kind} A_hat: relu(A_hat H W + b)",
+                     lambda: layer_mistakes(a_hat, h, w, b, "relu"))
         for name, grad in expected_grads.items():
             got_grad = got["grads"].get(name)
             assert got_grad is not None, f"no gradient reached the layer's {name} ({kind} A_hat)"
@@ -250,8 +432,19 @@ def test_gcn_layer_forward(run):
                                        err_msg=f"gradient of out.sum() with respect to {name} ({kind} A_hat)")
     linear = layer_weights(4, 3, seed=31, bias=False)
     got = run(gcn_layer, weights=linear, adj_hat=a_hat, h=h)
-    np.testing.assert_allclose(got["out"].numpy(), reference_layer(a_hat, h, linear["weight"]), atol=1e-12,
-                               err_msg="GCNLayer(4, 3, bias=False) without activation: A_hat H W")
+    assert_close(got["out"].numpy(), reference_layer(a_hat, h, linear["weight"]),
+                 "GCNLayer(4, 3, bias=False) without activation: A_hat H W",
+                 lambda: layer_mistakes(a_hat, h, linear["weight"]))
+    # a directed graph: A_hat is not symmetric, so the layer must aggregate along the rows of A_hat
+    directed = torch.as_tensor(reference_symmetric(directed_graph(seed=32).numpy()))
+    weights = layer_weights(4, 3, seed=33)
+    expected = reference_layer(directed, h, weights["weight"], weights["bias"], "tanh")
+    for sparse in (False, True):
+        got = run(gcn_layer, weights=weights, adj_hat=directed, h=h, sparse=sparse, activation="tanh")
+        assert_close(got["out"].numpy(), expected,
+                     f"GCNLayer(4, 3, activation=torch.tanh) on a directed graph, {'sparse' if sparse else 'dense'} "
+                     "A_hat: tanh(A_hat H W + b), row i of A_hat mixing the nodes that node i receives from",
+                     lambda: layer_mistakes(directed, h, weights["weight"], weights["bias"], "tanh"))
 
 
 @probe
@@ -271,9 +464,9 @@ def test_message_passing_equals_matrix_form(run):
         for sparse in (False, True):
             out = run(message_passing, adj_hat=a_hat, h=h, weight=w, sparse=sparse)
             assert out.shape == (12, 2), f"output shape {tuple(out.shape)}, not (n, d_out)"
-            np.testing.assert_allclose(out.numpy(), expected, atol=1e-12,
-                                       err_msg=f"{what}, {'sparse' if sparse else 'dense'} A_hat: node i sums "
-                                               "A_hat[i, j] * (H W)[j] over the senders j of its edges")
+            assert_close(out.numpy(), expected, f"{what}, {'sparse' if sparse else 'dense'} A_hat: node i sums "
+                                                "A_hat[i, j] * (H W)[j] over the senders j of its edges",
+                         lambda: message_passing_mistakes(a_hat, h, w))
 
 
 @pytest.mark.points(0.5, question="3.1 (a)")
@@ -346,26 +539,48 @@ def receptive_fields(load, adj, layers, sparse=False):
     return [{"field": _dense(f), "is_sparse": f.is_sparse} for f in fields]
 
 
-def check_field(got, expected, what):
+def check_field(got, expected, what, adj=None, k=None):
+    """The field ``got`` equals ``expected``; given ``adj`` and ``k``, the message names a known mistake."""
     assert not got["is_sparse"], f"receptive_field returns a dense boolean matrix ({what})"
     field = got["field"]
     assert field.dtype == torch.bool and field.shape == expected.shape, \
         f"receptive_field must return a bool (n, n) matrix, got {field.dtype} {tuple(field.shape)} ({what})"
+    if adj is not None and not np.array_equal(field.numpy(), expected):
+        mistake = known_mistake(field.numpy(), expected, field_mistakes(adj, k))
+        assert not mistake, f"{what}: it looks like {mistake}"
     np.testing.assert_array_equal(field.numpy(), expected, err_msg=what)
 
 
 @pytest.mark.points(1, question="3.1 (b)")
 def test_receptive_field_is_k_hop_neighbourhood(run):
-    """receptive_field after k layers is exactly the k-hop neighbourhood, on the karate club and a graph in pieces"""
+    """receptive_field after k layers is exactly the k-hop neighbourhood: the karate club, a graph in pieces,
+    a directed weighted graph, and 40 to 120 layers where walk weights underflow and overflow"""
     karate = nx.karate_club_graph()
     pieces = nx.disjoint_union(nx.path_graph(7), nx.cycle_graph(5))
     pieces.add_node(12)  # and an isolated node
     for name, graph in (("karate club", karate), ("path + cycle + isolated node", pieces)):
         adj = torch.as_tensor(nx.to_numpy_array(graph, nodelist=sorted(graph), weight=None))
         for k, got in enumerate(run(receptive_fields, adj=adj, layers=list(range(5)))):
-            check_field(got, hop_matrix(graph, k), f"{name}, {k} layers")
+            check_field(got, hop_matrix(graph, k), f"{name}, {k} layers", adj.numpy(), k)
         (got,) = run(receptive_fields, adj=adj, layers=[3], sparse=True)
-        check_field(got, hop_matrix(graph, 3), f"{name}, 3 layers, sparse adjacency")
+        check_field(got, hop_matrix(graph, 3), f"{name}, 3 layers, sparse adjacency", adj.numpy(), 3)
+    # directed, with weights in [0.1, 0.9): adj[i, j] > 0 is the edge i <- j, networkx's edge i -> j, so that
+    # j reaches i's output after k layers iff networkx's shortest path from i to j has at most k edges
+    g = torch.Generator().manual_seed(20)
+    adj = torch.triu(torch.rand(15, 15, generator=g) < 0.2, diagonal=1).double()
+    adj = adj * (0.1 + 0.8 * torch.rand(15, 15, generator=g, dtype=torch.float64))
+    adj[14, 0] = 0.3  # and one edge back, 0 -> 14
+    graph = nx.from_numpy_array(adj.numpy(), create_using=nx.DiGraph)
+    for sparse in (False, True):
+        for k, got in zip((1, 2, 4), run(receptive_fields, adj=adj, layers=[1, 2, 4], sparse=sparse)):
+            check_field(got, hop_matrix(graph, k), f"a directed graph with edge weights below 1, {k} layers"
+                        f"{', sparse adjacency' if sparse else ''}: R[i, j] says whether node j reaches node i",
+                        adj.numpy(), k)
+    graph, adj = deep_graph()
+    for k, got in zip((40, 85, 120), run(receptive_fields, adj=adj, layers=[40, 85, 120])):
+        check_field(got, hop_matrix(graph, k), f"{k} layers on a path of 90 nodes with edge weights 1e-4 next to a "
+                    "complete graph of 30 nodes with edge weights 1e3: after each layer keep only whether something "
+                    "arrived (0/1), or the products of weights underflow to 0 and overflow to inf")
 
 
 @pytest.mark.points(1, question="3.1 (b)")
@@ -400,7 +615,10 @@ def test_sequence_to_graph(run):
     got = run(chain_graph, x=x)
     assert got["adj"].dtype == torch.float64, \
         f"the adjacency takes the sequence's dtype, float64 here, not {got['adj'].dtype}"
-    np.testing.assert_array_equal(got["adj"].numpy(), chain, err_msg="the adjacency of the path 0 - 1 - ... - 5")
+    assert_close(got["adj"].numpy(), chain, "the adjacency of the undirected path 0 - 1 - ... - 5", lambda: {
+        "the chain is directed (t -> t + 1 only); the path is undirected, adj[t, t + 1] = adj[t + 1, t] = 1":
+            np.triu(chain), "the chain is directed (t + 1 -> t only); the path is undirected": np.tril(chain),
+        "the chain has self-loops; normalized_adjacency adds them itself": chain + np.eye(6)}, atol=0)
     np.testing.assert_array_equal(got["features"].numpy(), x.numpy(), err_msg="without positions the features are x")
     for positions in (4, 5):
         got = run(chain_graph, x=x, positions=positions)
@@ -408,11 +626,20 @@ def test_sequence_to_graph(run):
         feats = got["features"]
         assert feats.shape == (6, 3 + positions), \
             f"positions={positions}: features have shape {tuple(feats.shape)}, not (6, {3 + positions})"
+        if np.allclose(feats[:, positions:].numpy(), x.numpy()):
+            raise AssertionError(f"positions={positions}: the positions come before x; append them on the right")
         np.testing.assert_array_equal(feats[:, :3].numpy(), x.numpy(), err_msg="x comes first, unchanged")
-        np.testing.assert_allclose(feats[:, 3:].numpy(), got["encoding"].numpy(), atol=1e-12,
+        assert feats.dtype == torch.float64, \
+            f"positions={positions}: the features take the sequence's dtype, float64 here, not {feats.dtype}"
+        appended, encoding = feats[:, 3:].numpy(), got["encoding"].numpy()
+        if not np.allclose(appended, encoding, rtol=0, atol=1e-12) and \
+                np.allclose(appended, got["encoding"].float().double().numpy(), rtol=0, atol=1e-12):
+            raise AssertionError(f"positions={positions}: the positions were computed in float32 and then cast, so they "
+                                 "lose precision: use positional_encoding(T, positions, dtype=x.dtype)")
+        np.testing.assert_allclose(appended, encoding, rtol=0, atol=1e-12,
                                    err_msg=f"the last {positions} columns are positional_encoding(T, {positions})")
         # positional_encoding is given code: the formula of its docstring is the assignment's
-        np.testing.assert_allclose(feats[:, 3:].numpy(), reference_positions(6, positions), atol=1e-12,
+        np.testing.assert_allclose(appended, reference_positions(6, positions), rtol=0, atol=1e-12,
                                    err_msg="positional_encoding must stay as given: "
                                            "P[t, 2i] = sin(t / 10000^(2i/dim)), P[t, 2i+1] = cos(t / 10000^(2i/dim))")
 
@@ -437,12 +664,20 @@ def test_graph_encoder_forward(run):
     expected = reference_encoder(adj.numpy(), x.numpy(), weights)
     got = run(graph_encoder, sizes=sizes, weights=weights, adj=adj, x=x)
     assert got["states"].shape == (8, 2), f"node_states has shape {tuple(got['states'].shape)}, not (n, out_features)"
-    np.testing.assert_allclose(got["states"].numpy(), expected, atol=1e-12,
-                               err_msg="node_states: A_hat = normalized_adjacency(A), then the 3 GCN layers "
-                                       "(tanh, tanh, no activation)")
+    a, xs = adj.numpy(), x.numpy()
+    assert_close(got["states"].numpy(), expected, "node_states: A_hat = normalized_adjacency(A), then the 3 GCN layers "
+                                                 "(tanh, tanh, no activation)", lambda: {
+        "the layers get the raw A instead of A_hat = normalized_adjacency(A)": reference_encoder(a, xs, weights, a_hat=a),
+        "the layers get A + I instead of A_hat = normalized_adjacency(A)":
+            reference_encoder(a, xs, weights, a_hat=a + np.eye(len(a))),
+        "the layers get mean_adjacency(A) instead of normalized_adjacency(A)":
+            reference_encoder(a, xs, weights, a_hat=reference_mean(a)),
+        "the last layer also has a tanh; it has no activation": reference_encoder(a, xs, weights, last_tanh=True)})
     assert got["pooled"].shape == (2,), f"forward returns shape {tuple(got['pooled'].shape)}, not (out_features,)"
-    np.testing.assert_allclose(got["pooled"].numpy(), expected.mean(axis=0), atol=1e-12,
-                               err_msg="forward is the mean of the node states over the nodes")
+    assert_close(got["pooled"].numpy(), expected.mean(axis=0), "forward is the mean of the node states over the nodes",
+                 lambda: {"the node states are summed instead of averaged": expected.sum(axis=0),
+                          "max pooling: forward is the mean over the nodes, not the maximum": expected.max(axis=0),
+                          "the graph is encoded by its last node's state, not the mean over the nodes": expected[-1]})
     relabelled = run(graph_encoder, sizes=sizes, weights=weights, adj=p @ adj @ p.T, x=p @ x)
     np.testing.assert_allclose(relabelled["pooled"].numpy(), got["pooled"].numpy(), atol=1e-12,
                                err_msg="relabelling the nodes must not change the graph's encoding")
