@@ -155,9 +155,11 @@ def run(entry: Entry, scratch: Path, package: Path = ROOT / "solutions") -> Outc
 
 
 def first_lines(output: str, lines: int = 3) -> str:
-    """What a student reads first in a failure: its first lines, without the phase tag."""
+    """What a student reads first in a failure: pytest's error lines (``E   ...``) where it has them, else
+    the first lines."""
     text = output.replace("[call] ", "", 1).strip()
-    return "\n".join(text.splitlines()[:lines])
+    errors = [line[1:].strip() for line in text.splitlines() if line.startswith("E ") and line[1:].strip()]
+    return "\n".join((errors or text.splitlines())[:lines])
 
 
 def main(argv: list[str] | None = None) -> int:
