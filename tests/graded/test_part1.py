@@ -109,10 +109,10 @@ def close(name):
 # ---------------------------------------------------------------- the student's own initialisation
 
 @probe
-def new_model(load, cls_name, seed=0):
-    """A new model (input_dim D, num_hidden N, num_classes K): its parameters and the classes of its modules."""
+def new_model(load, cls_name, seed=0, input_dim=D, num_hidden=N, num_classes=K):
+    """A new model (input_dim D, num_hidden N, num_classes K unless given): its parameters and its modules' classes."""
     torch.manual_seed(seed)
-    model = getattr(load("part1.models"), cls_name)(input_dim=D, num_hidden=N, num_classes=K)
+    model = getattr(load("part1.models"), cls_name)(input_dim=input_dim, num_hidden=num_hidden, num_classes=num_classes)
     return {"parameters": dict(model.named_parameters()),
             "classes": [[f"{c.__module__}.{c.__qualname__}" for c in type(m).__mro__] for m in model.modules()]}
 
@@ -135,6 +135,45 @@ def check_new_model(new, shapes):
             assert w.std() > bound / 4, f"{name} looks constant or too small for Glorot initialisation"
         else:
             assert not w.any(), f"the bias {name} must start at zero"
+
+
+GLOROT_SIZES = {"input_dim": 20, "num_hidden": 30, "num_classes": 10}  # every weight non-square but W_zh
+GLOROT_SEEDS = (11, 12, 13, 14)
+
+
+def check_glorot(run, cls_name):
+    """Several new models of another size: every weight is uniform in ±sqrt(6/(fan_in + fan_out)) (the range reached,
+    the variance 2/(fan_in + fan_out), the distribution flat), every bias zero, and the seeds give different weights."""
+    models = [run(new_model, cls_name=cls_name, seed=seed, **GLOROT_SIZES)["parameters"] for seed in GLOROT_SEEDS]
+    n = GLOROT_SIZES["num_hidden"]
+    for name in models[0]:
+        values = torch.stack([m[name].double() for m in models])  # [seeds, rows, cols]
+        if values.dim() == 2:
+            assert not values.any(), f"the bias {name} must start at zero"
+            continue
+        assert not torch.equal(values[0], values[1]), f"{name} is the same for two seeds: it is not drawn at random"
+        fan_out, fan_in = values.shape[1:]
+        bound, size = math.sqrt(6 / (fan_in + fan_out)), f"[{fan_out}, {fan_in}]"
+        largest, ratio = values.abs().max().item(), values.pow(2).mean().item() / (bound ** 2 / 3)
+        glorot = f"Glorot's uniform range ±sqrt(6/(fan_in + fan_out)) = ±{bound:.4f}"
+        for other, mistake in ((1 / math.sqrt(n), "uniform in ±1/sqrt(num_hidden), torch.nn.RNN/LSTM's default"),
+                               (math.sqrt(3 / fan_in), "uniform in ±sqrt(3/fan_in): Glorot's bound from the fan-in "
+                                                       "alone, sqrt(6/(2 fan_in))")):
+            if abs(other - bound) > 0.02 * bound and abs(largest / other - 1) < 0.02:
+                raise AssertionError(f"{name} {size} looks {mistake}, not {glorot}")
+        if largest > bound * (1 + 1e-6) and abs(ratio - 1) < 0.15:
+            raise AssertionError(f"{name} {size} has Glorot's variance 2/(fan_in + fan_out) but values up to "
+                                 f"{largest:.4f}, outside {glorot}: a normal distribution (xavier_normal_ or an "
+                                 "orthogonal matrix) instead of the uniform one?")
+        assert largest <= bound * (1 + 1e-6), f"{name} {size} has values up to {largest:.4f}, outside {glorot}"
+        assert largest >= 0.95 * bound, f"{name} {size} stays within ±{largest:.4f}, it does not fill {glorot}"
+        assert abs(ratio - 1) < 0.15, (f"the variance of {name} {size} is {ratio:.2f} times Glorot's 2/(fan_in + "
+                                       f"fan_out) = {bound ** 2 / 3:.5f}")
+        u = ((values.flatten() / bound + 1) / 2).sort().values  # uniform on [0, 1] if the weights are
+        ecdf = torch.arange(1, len(u) + 1, dtype=torch.float64) / len(u)
+        distance = torch.maximum(ecdf - u, u - (ecdf - 1 / len(u))).max().item()  # Kolmogorov-Smirnov
+        assert distance < 2.5 / math.sqrt(len(u)), (f"{name} {size} is not uniformly distributed in ±{bound:.4f} "
+                                                    f"(Kolmogorov-Smirnov distance {distance:.3f})")
 
 
 # ---------------------------------------------------------------- running the models
@@ -172,6 +211,7 @@ def check_logits(run, cls_name, weights, x):
 def test_rnn_parameters(run):
     """VanillaRNN has W_hx, W_hh, b_h, W_ph, b_p with Glorot weights and zero biases"""
     check_new_model(run(new_model, cls_name="VanillaRNN"), rnn_shapes())
+    check_glorot(run, "VanillaRNN")
 
 
 @pytest.mark.points(2, question="1.2")
@@ -185,7 +225,30 @@ def test_rnn_step_matches_torch(run):
     for t, h in enumerate(states):
         assert isinstance(h, torch.Tensor), f"VanillaRNN.step returns h(t), a tensor, not {type(h).__name__}"
         assert h.shape == (B, N), f"step returned h({t + 1}) of shape {list(h.shape)}, expected [B, num_hidden]"
+    for mistake, wrong in rnn_step_mistakes(weights, x).items():
+        assert not all(torch.allclose(h, wrong[t]) for t, h in enumerate(states)), \
+            f"the hidden states are those of a step where {mistake}"
+    for t, h in enumerate(states):
         torch.testing.assert_close(h, expected[:, t], msg=close(f"hidden state h({t + 1}) differs from torch.nn.RNN's"))
+
+
+def rnn_step_mistakes(weights, x):
+    """The hidden states [h(1), ..., h(T)] that common wrong steps give, by mistake: to name the mistake."""
+    W_hx, W_hh, b_h = weights["W_hx"], weights["W_hh"], weights["b_h"]
+    rules = {"h(t-1) is multiplied by W_hh instead of W_hh.T (h @ W_hh.T is W_hh h(t-1) for row batches; "
+             "a square matrix does not reveal it by its shape)":
+             lambda x_t, h: torch.tanh(x_t @ W_hx.T + h @ W_hh + b_h),
+             "the sigmoid replaces the tanh": lambda x_t, h: torch.sigmoid(x_t @ W_hx.T + h @ W_hh.T + b_h),
+             "the tanh is missing": lambda x_t, h: x_t @ W_hx.T + h @ W_hh.T + b_h,
+             "the bias b_h is missing": lambda x_t, h: torch.tanh(x_t @ W_hx.T + h @ W_hh.T),
+             "the previous hidden state is ignored (no recurrence)": lambda x_t, h: torch.tanh(x_t @ W_hx.T + b_h)}
+    wrong = {}
+    for mistake, rule in rules.items():
+        h, wrong[mistake] = x.new_zeros(x.shape[0], W_hh.shape[0]), []
+        for t in range(x.shape[1]):
+            h = rule(x[:, t], h)
+            wrong[mistake].append(h)
+    return wrong
 
 
 @pytest.mark.points(2, question="1.2")
@@ -227,6 +290,7 @@ def train_steps(load, weights, x, y, lr, max_norm, steps):
     for _ in range(steps):
         loss, acc = train.train_step(model, optimizer, x, y, max_norm=max_norm)
         after.append({"loss": float(loss), "accuracy": float(acc),  # copies: the next call changes the tensors
+                      "types": [type(loss).__name__, type(acc).__name__],
                       "parameters": {name: p.detach().clone() for name, p in model.named_parameters()},
                       "gradients": {name: None if p.grad is None else p.grad.clone()
                                     for name, p in model.named_parameters()}})
@@ -258,12 +322,34 @@ def test_train_step_clips_global_norm(run):
     scale = max_norm / (total + 1e-6)  # clip_grad_norm_ scales all the gradients by the same factor
 
     first = run(train_steps, weights=weights, x=x, y=y, lr=lr, max_norm=max_norm, steps=1)[0]
+    assert first["types"] == ["float", "float"], \
+        f"train_step returned ({', '.join(first['types'])}): return the loss and the accuracy as Python floats " \
+        "(loss.item()), not tensors that keep the graph alive"
+    sum_loss = F.cross_entropy(expected_logits, y, reduction="sum").item()
+    assert first["loss"] != pytest.approx(sum_loss, rel=1e-9), \
+        f"train_step returned the loss {first['loss']}, the sum of the cross-entropies over the batch, " \
+        f"not their mean {expected_loss}"
+    double_softmax = F.cross_entropy(torch.softmax(expected_logits, dim=1), y).item()
+    assert first["loss"] != pytest.approx(double_softmax, rel=1e-9), \
+        f"train_step returned the loss {first['loss']}: a softmax was applied before F.cross_entropy, which takes " \
+        f"the logits and applies the log-softmax itself (expected {expected_loss})"
     assert first["loss"] == pytest.approx(expected_loss, rel=1e-9), \
         f"train_step returned the loss {first['loss']}, expected {expected_loss}: " \
         "the mean cross-entropy of the batch before the update"
     assert first["accuracy"] == pytest.approx(expected_accuracy), \
         f"train_step returned the accuracy {first['accuracy']}, expected {expected_accuracy}: " \
         "the share of rows whose largest logit is the target"
+    g_norms = {name: g.norm().item() for name, g in grads.items()}
+    wrong = {"the step used the unclipped gradients: clip after backward() and before optimizer.step()":
+             {name: w - lr * grads[name] for name, w in weights.items()},
+             "the gradient is clipped per parameter, not by the global norm of all the parameters together":
+             {name: w - lr * min(1.0, max_norm / (g_norms[name] + 1e-6)) * grads[name] for name, w in weights.items()},
+             "the gradient values are clipped element-wise (clip_grad_value_), not rescaled by their global norm":
+             {name: w - lr * grads[name].clamp(-max_norm, max_norm) for name, w in weights.items()},
+             "the parameters did not change: are the gradients cleared between backward() and optimizer.step()?":
+             weights}
+    for mistake, params in wrong.items():
+        assert not all(torch.allclose(first["parameters"][name], p) for name, p in params.items()), mistake
     for name, w in weights.items():
         torch.testing.assert_close(first["parameters"][name], w - lr * scale * grads[name],
                                    msg=close(f"{name} after one step differs from SGD(lr={lr}) with the gradients "
@@ -273,9 +359,25 @@ def test_train_step_clips_global_norm(run):
     second = run(train_steps, weights=weights, x=x, y=y, lr=0.0, max_norm=1e9, steps=2)[1]
     for name, g in grads.items():
         assert second["gradients"].get(name) is not None, f"{name} has no gradient after train_step"
+        assert not torch.allclose(second["gradients"][name], 2 * g), \
+            f"the gradient of {name} after a second train_step is twice one batch's: the gradients of both calls " \
+            "were added up; clear them (zero_grad) before backward"
         torch.testing.assert_close(second["gradients"][name], g,
                                    msg=close(f"the gradient of {name} after a second train_step differs from one "
                                              "batch's gradient: clear the gradients before backward"))
+
+    # the accuracy is that of this step's logits, before the update: a large step that changes it tells
+    y_flip, lr_big = expected_logits.argmin(dim=1), 20.0
+    _, _, big_grads = rnn_loss_and_gradients(weights, x, y_flip)
+    updated = {name: w - lr_big * big_grads[name] for name, w in weights.items()}
+    before = (expected_logits.argmax(dim=1) == y_flip).double().mean().item()
+    after = (reference_logits("VanillaRNN", updated, x).argmax(dim=1) == y_flip).double().mean().item()
+    assert before != after  # the test's own premise: this step changes the accuracy
+    got = run(train_steps, weights=weights, x=x, y=y_flip, lr=lr_big, max_norm=1e9, steps=1)[0]["accuracy"]
+    assert got != pytest.approx(after) or got == pytest.approx(before), \
+        f"train_step returned the accuracy {got} of the updated weights: measure it on this step's logits, " \
+        f"before the update ({before})"
+    assert got == pytest.approx(before), f"train_step returned the accuracy {got}, expected {before}"
 
 
 # ---------------------------------------------------------------- 1.1 gradients by hand
@@ -303,8 +405,35 @@ def test_rnn_gradients_by_hand_match_autograd(run):
     for t in range(T):  # an independent forward pass
         h = torch.tanh(x[:, t:t + 1] @ w["W_hx"].T + h @ w["W_hh"].T + w["b_h"])
     F.cross_entropy(h @ w["W_ph"].T + w["b_p"], y).backward()
+    for got, name in ((grad_W_ph, "W_ph"), (grad_W_hh, "W_hh")):
+        assert isinstance(got, torch.Tensor) and got.shape == weights[name].shape, \
+            f"dL/d{name} must be a tensor of the shape of {name}, {list(weights[name].shape)}"
+        assert not torch.allclose(got, B * w[name].grad), \
+            f"dL/d{name} is B = {B} times autograd's: the gradient is summed over the batch, but the loss is the mean"
     torch.testing.assert_close(grad_W_ph, w["W_ph"].grad, msg=close("dL/dW_ph differs from autograd's"))
+    assert not torch.allclose(grad_W_hh, w["W_hh"].grad.T), \
+        "dL/dW_hh is the transpose of autograd's: each step adds delta(t) h(t-1)^T ([n, n], row i from h_i's error)"
+    without_derivative = bptt_W_hh(weights, x, y, tanh_derivative=False)
+    assert not torch.allclose(grad_W_hh, without_derivative), \
+        "dL/dW_hh misses the tanh derivative: each step back multiplies the error by 1 - h(t)^2"
+    assert not torch.allclose(grad_W_hh, bptt_W_hh(weights, x, y, steps_back=1)), \
+        "dL/dW_hh has only the last step's share: sum delta(t) h(t-1)^T over every time step t = T, ..., 1"
     torch.testing.assert_close(grad_W_hh, w["W_hh"].grad, msg=close("dL/dW_hh differs from autograd's"))
+
+
+def bptt_W_hh(weights, x, y, tanh_derivative=True, steps_back=None):
+    """dL/dW_hh by hand, or as a common mistake gives it (no tanh derivative, only the last steps): to name it."""
+    W_hx, W_hh, b_h, W_ph, b_p = (weights[k].detach() for k in ("W_hx", "W_hh", "b_h", "W_ph", "b_p"))
+    hs = [torch.zeros(x.shape[0], W_hh.shape[0], dtype=x.dtype)]
+    for t in range(x.shape[1]):
+        hs.append(torch.tanh(x[:, t:t + 1] @ W_hx.T + hs[-1] @ W_hh.T + b_h))
+    delta = (torch.softmax(hs[-1] @ W_ph.T + b_p, dim=1) - F.one_hot(y, W_ph.shape[0])) / x.shape[0] @ W_ph
+    grad = torch.zeros_like(W_hh)
+    for t in range(x.shape[1], 0 if steps_back is None else x.shape[1] - steps_back, -1):
+        delta = delta * (1 - hs[t] ** 2) if tanh_derivative else delta
+        grad += delta.T @ hs[t - 1]
+        delta = delta @ W_hh
+    return grad
 
 
 # ---------------------------------------------------------------- 1.3 and 1.6: learning short palindromes
@@ -374,6 +503,7 @@ def test_lstm_parameter_count(run):
 def test_lstm_parameters(run):
     """LSTM has W_zx, W_zh, b_z for z in g, i, f, o and W_ph, b_p; Glorot weights, zero biases"""
     check_new_model(run(new_model, cls_name="LSTM"), lstm_shapes())
+    check_glorot(run, "LSTM")
 
 
 @pytest.mark.points(3, question="1.6")
