@@ -213,42 +213,33 @@ def normalisation_mistakes(name: str, adj) -> dict[str, np.ndarray]:
     np.fill_diagonal(set_one, 1)
     binary = (adj != 0).astype(float)
     if name == "mean_adjacency":
-        by = lambda m, d: m / d[:, None]  # noqa: E731
-        return {
-            "the columns are divided by the degrees, (A + I) D~^(-1), instead of the rows": a / rows[None, :],
-            "the degrees come from the columns of A + I (in-degree) instead of the rows": by(a, cols),
-            "the degrees count a node's edges and ignore their weights": by(a, counts),
-            "the edge weights were dropped (every edge counted as weight 1)": reference_mean(binary),
-            "no self-loops were added: D^(-1) A instead of D~^(-1) (A + I)": by(adj, without),
-            "the degrees leave out the self-loop: those of A, not of A + I": by(a, without),
-            "the self-loops were added twice: A + 2I": reference_mean(adj + eye),
-            "a self-loop was added only where a node had none; an existing self-loop w must become w + 1":
-                by(only_missing, only_missing.sum(axis=1)),
-            "the diagonal was set to 1 instead of adding I; an existing self-loop w must become w + 1":
-                by(set_one, set_one.sum(axis=1)),
-            "this is the symmetric normalisation D~^(-1/2) (A + I) D~^(-1/2), not the mean D~^(-1) (A + I)":
-                reference_symmetric(adj),
-            "the result is transposed, as if adj[i, j] were the edge from i to j": reference_mean(adj).T,
-        }
-    sym = lambda m, d: m / np.sqrt(np.outer(d, d))  # noqa: E731
-    return {
-        "the degrees come from the columns of A + I (in-degree) instead of the rows": sym(a, cols),
-        "the degrees count a node's edges and ignore their weights": sym(a, counts),
-        "the edge weights were dropped (every edge counted as weight 1)": reference_symmetric(binary),
-        "no self-loops were added: A instead of A + I": sym(adj, without),
-        "the degrees leave out the self-loop: those of A, not of A + I": sym(a, without),
-        "the self-loops were added twice: A + 2I": reference_symmetric(adj + eye),
+        norm, reference = (lambda m, d: m / d[:, None]), reference_mean  # noqa: E731
+        first = {"the columns are divided by the degrees, (A + I) D~^(-1), instead of the rows": a / rows[None, :]}
+        last = {"no self-loops were added: D^(-1) A instead of D~^(-1) (A + I)": norm(adj, without),
+                "this is the symmetric normalisation D~^(-1/2) (A + I) D~^(-1/2), not the mean D~^(-1) (A + I)":
+                    reference_symmetric(adj)}
+    else:
+        norm, reference = (lambda m, d: m / np.sqrt(np.outer(d, d))), reference_symmetric  # noqa: E731
+        first = {}
+        last = {"no self-loops were added: A instead of A + I": norm(adj, without),
+                "D~^(-1) on both sides instead of D~^(-1/2)": a / np.outer(rows, rows),
+                "this is the mean normalisation D~^(-1) (A + I), not the symmetric D~^(-1/2) (A + I) D~^(-1/2)":
+                    reference_mean(adj),
+                "only the rows are scaled, D~^(-1/2) (A + I), without the factor D~^(-1/2) on the right":
+                    a / np.sqrt(rows)[:, None]}
+    both = {  # the mistakes both normalisations invite
+        "the degrees come from the columns of A + I (in-degree) instead of the rows": norm(a, cols),
+        "the degrees count a node's edges and ignore their weights": norm(a, counts),
+        "the edge weights were dropped (every edge counted as weight 1)": reference(binary),
+        "the degrees leave out the self-loop: those of A, not of A + I": norm(a, without),
+        "the self-loops were added twice: A + 2I": reference(adj + eye),
         "a self-loop was added only where a node had none; an existing self-loop w must become w + 1":
-            sym(only_missing, only_missing.sum(axis=1)),
+            norm(only_missing, only_missing.sum(axis=1)),
         "the diagonal was set to 1 instead of adding I; an existing self-loop w must become w + 1":
-            sym(set_one, set_one.sum(axis=1)),
-        "D~^(-1) on both sides instead of D~^(-1/2)": a / np.outer(rows, rows),
-        "this is the mean normalisation D~^(-1) (A + I), not the symmetric D~^(-1/2) (A + I) D~^(-1/2)":
-            reference_mean(adj),
-        "only the rows are scaled, D~^(-1/2) (A + I), without the factor D~^(-1/2) on the right":
-            a / np.sqrt(rows)[:, None],
-        "the result is transposed, as if adj[i, j] were the edge from i to j": reference_symmetric(adj).T,
+            norm(set_one, set_one.sum(axis=1)),
+        "the result is transposed, as if adj[i, j] were the edge from i to j": reference(adj).T,
     }
+    return {**first, **last, **both}
 
 
 def layer_mistakes(a_hat, h, weight, bias=None, activation=None) -> dict[str, np.ndarray]:
