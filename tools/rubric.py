@@ -52,6 +52,7 @@ class Question:
     hidden: float = 0.0
     bonus: bool = False
     items: list[Item] = field(default_factory=list)
+    starter: str = ""  # a code cell for the answer sheet, after the answer cell
 
     @property
     def part(self) -> int:
@@ -112,6 +113,7 @@ def load(path: Path = RUBRIC) -> list[Part]:
             raise RubricError(f"{where}: 'number' must be a new integer")
         parts[number] = Part(number, _text(table, "title", where), _number(table.get("points"), where),
                              _number(table.get("bonus", 0), where))
+    starters = data.get("starters", {})
     seen: set[str] = set()
     for table in data.get("question", []):
         number = table.get("number")
@@ -119,7 +121,7 @@ def load(path: Path = RUBRIC) -> list[Part]:
         if not isinstance(number, str) or not QUESTION_NUMBER.match(number) or number in seen:
             raise RubricError(f"{where}: 'number' must be a new question number like \"1.2\" or \"2.1 (a)\"")
         seen.add(number)
-        unknown = set(table) - {"number", "title", "statement", "points", "code", "hidden", "bonus", "item"}
+        unknown = set(table) - {"number", "title", "statement", "points", "code", "hidden", "bonus", "item", "starter"}
         if unknown:
             raise RubricError(f"{where}: unknown keys {sorted(unknown)}")
         items = []
@@ -135,6 +137,10 @@ def load(path: Path = RUBRIC) -> list[Part]:
         question = Question(number, _text(table, "title", where), _text(table, "statement", where),
                             _number(table.get("points"), where), _number(table.get("code", 0), where),
                             _number(table.get("hidden", 0), where), bool(table.get("bonus", False)), items)
+        if "starter" in table:
+            if table["starter"] not in starters:
+                raise RubricError(f"{where}: no starter {table['starter']!r} in [starters]")
+            question.starter = starters[table["starter"]]
         if question.part not in parts:
             raise RubricError(f"{where}: there is no part {question.part}")
         if question.code + question.hand != question.points:
@@ -191,6 +197,9 @@ def answer_sheet(part: Part) -> dict:
         cells.append(_markdown(f"{sheet_heading(question)}\n\n{question.statement}\n\n*{note}*",
                                {"answer_sheet": {"question": question.number}}))
         cells.append(_markdown("", {"answer_sheet": {"answer": question.number}}))
+        if question.starter:  # run by the student on their own results; nbval has none to run it on
+            cells.append({"cell_type": "code", "execution_count": None, "id": "", "metadata": {"tags": ["nbval-skip"]},
+                          "outputs": [], "source": question.starter.splitlines(keepends=True)})
     for index, cell in enumerate(cells):
         cell["id"] = f"part{part.number}-{index}"
     return {"cells": cells, "metadata": {"kernelspec": {"display_name": "Python 3", "language": "python", "name": "python3"},
