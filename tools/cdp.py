@@ -3,8 +3,8 @@
 Chromium is Debian's package (``apt-get install -y chromium``), started headless: pages are
 ``file://`` URLs, and every other request goes to a dead proxy. It is driven over
 ``--remote-debugging-pipe`` (JSON messages on file descriptors 3 and 4, each ending with a NUL
-byte), so no Python package beyond the standard library is needed. ``tools/browser_check.py``
-checks the built book with it; ``tools/report.py`` prints the answer sheets to PDF.
+byte), so no Python package beyond the standard library is needed. ``make report`` prints the
+answer sheets to PDF with it (``tools/report.py``), and the course staff check the built book with it.
 """
 from __future__ import annotations
 

@@ -60,11 +60,12 @@ class Section:
 
     @property
     def answered(self) -> bool:
+        """Some Markdown text, or a figure drawn by a code cell."""
         for cell in self.cells:
             if cell["cell_type"] == "markdown" and _source(cell).strip():
                 return True
-            if cell["cell_type"] == "code" and any(_output_html(o) for o in cell.get("outputs", [])):
-                return True
+            if cell["cell_type"] == "code" and any(set(IMAGE_TYPES) & set(o.get("data", {})) for o in cell.get("outputs", [])):
+                return True  # a figure; printed text alone is no answer
         return False
 
 

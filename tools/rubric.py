@@ -213,7 +213,7 @@ def _markdown(source: str, metadata: dict) -> dict:
 
 def rubric_page(part: Part) -> str:
     """book/partN/rubric.md: the points of every question; the criteria for the course staff only."""
-    lines = [f"# Part {part.number}: points and rubric", "",
+    lines = [f"# Part {part.number}: the points of each question", "",
              f"Part {part.number} is worth {caption(part).split(' (', 1)[1][:-1]}. The tests grade the code's share "
              "of each question (`make grade`); the rest is read by hand from the answer sheet "
              f"(`book/answers/part{part.number}.ipynb`, printed by `make report`).", "",
