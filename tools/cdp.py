@@ -25,11 +25,22 @@ CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-back
                   "--remote-debugging-pipe"]
 
 
+BROWSERS = ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable",
+            "/Applications/Google Chrome.app/Contents/MacOS/Google Chrome",
+            "/Applications/Chromium.app/Contents/MacOS/Chromium")
+
+
 def find_chromium(binary: str | None = None) -> str:
-    """The browser binary: ``binary``, else chromium on PATH; a clear error where there is none."""
-    found = binary or shutil.which("chromium") or shutil.which("chromium-browser")
+    """The browser binary: ``binary``, else the first of ``BROWSERS`` found; a clear error where there is none."""
+    if binary is not None:
+        found = shutil.which(binary)
+        if found is None:
+            raise FileNotFoundError(f"no browser at {binary!r}")
+        return found
+    found = next((path for path in map(shutil.which, BROWSERS) if path), None)
     if found is None:
-        raise FileNotFoundError("no chromium: `apt-get install -y chromium` (Debian's package)")
+        raise FileNotFoundError("no chromium: `apt-get install -y chromium` (Debian, Ubuntu: chromium-browser), "
+                                "or Google Chrome, or name the binary with --chromium")
     return found
 
 

@@ -236,7 +236,16 @@ def build_html(sections: list[Section], missing: list[str], deleted: list[str], 
             f'<script src="{MATHJAX.as_uri()}"></script></head><body>{"".join(parts)}</body></html>')
 
 
-def report(sheets: list[Path], out: Path, title: str = "Answer sheet", binary: str | None = None) -> dict:
+def course_title() -> str:
+    """The book's title (``_config.yml``), which the report's first page repeats."""
+    import yaml
+    try:
+        return str(yaml.safe_load((ROOT / "_config.yml").read_text(encoding="utf-8"))["title"])
+    except (OSError, KeyError, TypeError, yaml.YAMLError):
+        return "The assignment"
+
+
+def report(sheets: list[Path], out: Path, title: str | None = None, binary: str | None = None) -> dict:
     """Print the sheets into ``out``; returns {"missing": [...], "pages": ..., "bytes": ..., "questions": [...]}."""
     sections: list[Section] = []
     deleted: list[str] = []
@@ -253,7 +262,7 @@ def report(sheets: list[Path], out: Path, title: str = "Answer sheet", binary: s
     missing = [s.number for s in sections if not s.answered] + deleted
     if not MATHJAX.is_file():
         raise ReportError(f"MathJax is not at {MATHJAX}")
-    page = build_html(sections, missing, deleted, title)
+    page = build_html(sections, missing, deleted, title or f"{course_title()}: answers")
     browser = Chromium(find_chromium(binary))
     try:
         with tempfile.TemporaryDirectory(prefix="report-") as tmp:
