@@ -258,9 +258,10 @@ def write_generated(parts: list[Part], root: Path = ROOT) -> list[str]:
 def outline(parts: list[Part]) -> str:
     """The manual-graded questions for Gradescope's outline and rubric, as Markdown to copy from."""
     lines = ["# Gradescope outline: the questions graded by hand", "",
-             "Type each question into the assignment's outline (its number, title and points), then its rubric "
-             "items into the question's rubric (positive scoring: each item adds its points). Partial credit is "
-             "an item of its own.", ""]
+             "Enter each question in the outline of the Homework / Problem Set assignment that takes report.pdf "
+             "(its number, title and points), then its items in the question's rubric (positive scoring: each item "
+             "adds its points). An item marked (partial) is a lower level of the item above it: put the two in one "
+             "rubric group and make it mutually exclusive.", ""]
     for part in parts:
         for q in part.questions:
             if not q.items:

@@ -112,9 +112,11 @@ def test_release_has_the_public_parts_only(release):
                    "assignment/part1/models.py", "assignment/part1/sweep.py", "grader/plugin.py", "grader/probes.py",
                    "tests/graded/test_part1.py", "data/books.json", "data/part1/gates/lstm_T10.pt",
                    "data/part2/sherlock_holmes.pt", "data/part3/karate.json", "_config.yml", "book/_toc.yml",
+                   "tools/report.py", "tools/cdp.py", "book/answers/part1.ipynb", "html/answers/part1.html",
                    "book/part1/1_1_gradients.ipynb", "html/index.html", "html/part1/1_1_gradients.html"]:
         assert (release / needed).is_file(), needed
-    for absent in ["solutions", "tests/hidden", "tests/project", "experiments", "tools/release.py",
+    for absent in ["solutions", "tests/hidden", "tests/project", "experiments", "tools/release.py", "tools/rubric.py",
+                   "rubric.toml",
                    "grader/sandbox.py", "grader/worker.py", "grader/batch.py", "data/part1/sweep", "data/part2/cpu"]:
         assert not (release / absent).exists(), f"{absent} must not be released"
     assert (release / "requirements.txt").read_bytes() == (ROOT / "requirements.txt").read_bytes()

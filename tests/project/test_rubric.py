@@ -100,3 +100,14 @@ def test_the_outline_lists_every_hand_graded_point(parts):
     assert text.count("\n## ") == sum(1 for q in rubric.questions(parts) if q.hand)
     items = [float(x) for x in re.findall(r"^- \+([\d.]+): ", text, re.M)]
     assert sum(items) == sum(q.hand for q in rubric.questions(parts)) == 53
+
+
+def test_the_student_edition_keeps_the_points_and_drops_the_criteria(parts):
+    from tools.release import strip_markdown
+    for part in parts:
+        text, removed = strip_markdown(rubric.rubric_page(part))
+        assert len(removed) == 1
+        for q in part.questions:
+            assert f"| {q.number} {q.title}" in text
+            for item in q.items:
+                assert item.criterion not in text and item.criterion in removed[0]
