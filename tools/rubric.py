@@ -22,6 +22,7 @@ import os
 import re
 import subprocess
 import sys
+import tempfile
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -305,15 +306,13 @@ sys.exit(int(code))
 def collect_points(folders: tuple[str, ...] = ("tests/graded", "tests/hidden"),
                    root: Path = ROOT) -> list[tuple[str, str, float]]:
     """(test id, question, points) of every graded test in ``folders``, as pytest collects them in ``root``."""
-    out = Path(root) / ".rubric-points.json"
-    try:
+    with tempfile.TemporaryDirectory(prefix="rubric-") as tmp:
+        out = Path(tmp) / "points.json"
         done = subprocess.run([sys.executable, "-c", COLLECT, str(out), *folders], cwd=root, capture_output=True,
                               text=True, env={**os.environ, "PYTHONPATH": str(root), "OMP_NUM_THREADS": "1"}, timeout=300)
         if done.returncode != 0:
             raise RubricError(f"collecting the tests of {', '.join(folders)} failed:\n{done.stdout[-2000:]}{done.stderr[-2000:]}")
         return [tuple(row) for row in json.loads(out.read_text())]
-    finally:
-        out.unlink(missing_ok=True)
 
 
 def check_tests(parts: list[Part], root: Path = ROOT) -> list[str]:
