@@ -227,7 +227,7 @@ def rubric_page(part: Part) -> str:
     for q in part.questions:
         if not q.items:
             continue
-        lines += [f"### {q.number} {q.title} ({fmt(q.hand)} points by hand)", "", q.statement, ""]
+        lines += [f"### {q.number}, read by hand: {fmt(q.hand)} of {fmt(q.points)} points", "", q.statement, ""]
         for item in q.items:
             lines.append(f"- **{fmt(item.points)}** {item.criterion}")
             lines += [f"  - partial: {level.split(': ', 1)[1]} (**{level.split(':')[0]}**)" for level in item.levels]
