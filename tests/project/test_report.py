@@ -153,3 +153,16 @@ def test_the_sweep_starter_names_what_the_student_package_has(tmp_path):
         compile(code, "<starter>", "exec")
         for name in re.findall(r"from assignment\.part1\.sweep import (.+)", code)[0].split(", "):
             assert callable(getattr(sweep, name.strip()))
+
+
+@needs
+def test_the_student_edition_prints_its_own_answer_sheets(release, tmp_path):
+    """``make report`` in the edition, with nothing on the path but the edition: every question listed as missing."""
+    import os
+    edition = tmp_path / "student"
+    shutil.copytree(release, edition, ignore=shutil.ignore_patterns("html", "assignment", "data"))
+    done = subprocess.run([sys.executable, "-m", "tools.report", "--out", "report.pdf"], cwd=edition, capture_output=True,
+                          text=True, timeout=300, env={**os.environ, "PYTHONPATH": "", "OMP_NUM_THREADS": "1"})
+    assert done.returncode == 0, done.stderr
+    assert f"missing answers ({len(HAND_GRADED)}): {', '.join(HAND_GRADED)}" in done.stderr
+    assert list(heading_pages(pages(edition / "report.pdf"))) == HAND_GRADED
