@@ -6,7 +6,7 @@ BIN    := $(VENV)/bin
 # No OMP_NUM_THREADS needed: importing the package gives torch one thread (common.py, use_default_threads).
 TORCH  ?= auto
 
-.PHONY: FORCE help setup book test grade assignment student autograder batch-grade mutants browser-check clean
+.PHONY: FORCE help setup book test grade report assignment student autograder outline rubric batch-grade mutants browser-check clean
 
 help:  ## list the commands
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
@@ -38,6 +38,9 @@ test: setup  ## the project's own tests (full points on solutions, zero on the s
 grade: setup  ## grade your own assignment/ package (writes results.json)
 	$(BIN)/python -m pytest tests/graded --impl=assignment --results=results.json
 
+report: setup  ## the answer sheets (book/answers/part*.ipynb) printed to report.pdf for manual grading (needs chromium)
+	$(BIN)/python -m tools.report --out report.pdf
+
 mutants: setup  ## the graded tests against the catalogue of mistakes and correct alternatives (tests/mutants)
 	$(BIN)/python -m tools.mutants --out mutants.json
 
@@ -50,6 +53,13 @@ student: setup  ## the student edition in dist/student: stubs, public tests, the
 autograder: setup  ## the Gradescope autograder zip, dist/autograder.zip (graded and hidden tests)
 	$(BIN)/python -m grader.bundle --out dist/autograder.zip
 
+outline: setup  ## the hand-graded questions and rubric items for Gradescope: dist/gradescope-outline.md and .json
+	$(BIN)/python -m tools.rubric outline --out dist/gradescope-outline.md
+
+rubric: setup  ## after editing rubric.toml: rewrite the answer sheets and rubric pages, check the tests and the book against it
+	$(BIN)/python -m tools.rubric write
+	$(BIN)/python -m tools.rubric check
+
 SUBMISSIONS ?= submissions
 BATCH_ARGS  ?=
 batch-grade: setup  ## grade every folder or zip in SUBMISSIONS=... into scores.csv (BATCH_ARGS="--jobs 2" ...)
@@ -59,4 +69,4 @@ browser-check: book  ## open the built book in headless Chromium: equations type
 	$(BIN)/python -m tools.browser_check _build/html --screenshot docs/screenshot-part1.png
 
 clean:  ## remove the built book and caches (keeps .venv)
-	rm -rf _build .pytest_cache results.json mutants.json dist
+	rm -rf _build .pytest_cache results.json mutants.json report.pdf dist

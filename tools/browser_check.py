@@ -10,29 +10,18 @@ no raw ``$$``, ``\\(`` or ``\\[`` left in the text outside code, and every image
 instructor's README.
 
 Chromium is Debian's package (``apt-get install -y chromium``), started headless with the network
-off: pages are ``file://`` URLs, and every other request goes to a dead proxy (each such request is
-listed). It is driven through the Chrome DevTools Protocol over ``--remote-debugging-pipe`` (JSON
-messages on file descriptors 3 and 4), so no Python package beyond the standard library is needed.
+off by ``tools/cdp.py``: pages are ``file://`` URLs, and every other request goes to a dead proxy
+(each such request is listed).
 """
 from __future__ import annotations
 
 import argparse
-import base64
-import fcntl
-import json
-import os
-import shutil
-import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
-CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                  "--disable-component-update", "--no-first-run", "--no-default-browser-check",
-                  "--disable-dev-shm-usage", "--disable-extensions", "--disable-sync", "--hide-scrollbars",
-                  "--mute-audio", "--proxy-server=http://127.0.0.1:9", "--proxy-bypass-list=<-loopback>",
-                  "--remote-debugging-pipe"]
+from tools.cdp import Chromium, find_chromium
+
 SKIP = {"genindex.html", "search.html", "py-modindex.html"}
 # Run in the page once MathJax is done: what the reader sees.
 INSPECT = r"""
@@ -58,100 +47,6 @@ INSPECT = r"""
 """
 
 
-class Chromium:
-    """A headless Chromium driven over --remote-debugging-pipe (CDP messages end with a NUL byte)."""
-
-    def __init__(self, binary: str, width: int = 1280, height: int = 900) -> None:
-        self.profile = tempfile.mkdtemp(prefix="browser-check-")
-        to_child_r, self._to_child = os.pipe()
-        self._from_child, from_child_w = os.pipe()
-        # Chromium reads commands on fd 3 and writes replies on fd 4: bash puts our ends there (dash cannot name fds above 9).
-        high_r, high_w = fcntl.fcntl(to_child_r, fcntl.F_DUPFD, 10), fcntl.fcntl(from_child_w, fcntl.F_DUPFD, 10)
-        os.close(to_child_r), os.close(from_child_w)
-        redirect = f'exec "$@" 3<&{high_r} 4>&{high_w} {high_r}<&- {high_w}>&-'
-        self.proc = subprocess.Popen(["bash", "-c", redirect, "bash", binary, *CHROMIUM_FLAGS,
-                                      f"--user-data-dir={self.profile}", f"--window-size={width},{height}", "about:blank"],
-                                     pass_fds=(high_r, high_w), start_new_session=True,
-                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        os.close(high_r), os.close(high_w)
-        self._next, self._buffer, self.events = 0, b"", []
-        target = self.call("Target.createTarget", url="about:blank")["targetId"]
-        self.session = self.call("Target.attachToTarget", targetId=target, flatten=True)["sessionId"]
-        for method in ("Page.enable", "Network.enable", "Runtime.enable"):
-            self.call(method, session=True)
-        self.call("Page.setLifecycleEventsEnabled", session=True, enabled=True)
-        self.call("Emulation.setDeviceMetricsOverride", session=True, width=width, height=height,
-                  deviceScaleFactor=1, mobile=False)
-
-    def _read(self, timeout: float) -> dict:
-        deadline = time.monotonic() + timeout
-        while b"\0" not in self._buffer:
-            if time.monotonic() > deadline:
-                raise TimeoutError("Chromium did not answer in time")
-            chunk = os.read(self._from_child, 1 << 20)
-            if not chunk:
-                raise RuntimeError("Chromium closed the DevTools pipe (did it start?)")
-            self._buffer += chunk
-        message, self._buffer = self._buffer.split(b"\0", 1)
-        return json.loads(message)
-
-    def call(self, method: str, session: bool = False, timeout: float = 60, **params) -> dict:
-        self._next += 1
-        message = {"id": self._next, "method": method, "params": params}
-        if session:
-            message["sessionId"] = self.session
-        os.write(self._to_child, json.dumps(message).encode() + b"\0")
-        while True:
-            reply = self._read(timeout)
-            if reply.get("id") == self._next:
-                if "error" in reply:
-                    raise RuntimeError(f"{method}: {reply['error']}")
-                return reply.get("result", {})
-            self.events.append(reply)
-
-    def open(self, url: str, timeout: float = 60) -> list[str]:
-        """Load ``url`` and wait for its load event; returns the requests that tried the network."""
-        self.events.clear()
-        loader = self.call("Page.navigate", session=True, url=url)["loaderId"]
-
-        def loaded(event: dict) -> bool:
-            params = event.get("params", {})
-            return (event.get("method") == "Page.lifecycleEvent" and params.get("loaderId") == loader
-                    and params.get("name") == "load")
-
-        while not any(loaded(e) for e in self.events):
-            self.events.append(self._read(timeout))
-        return [e["params"]["request"]["url"] for e in self.events if e.get("method") == "Network.requestWillBeSent"
-                and not e["params"]["request"]["url"].startswith(("file:", "data:", "about:", "blob:"))]
-
-    def evaluate(self, expression: str, timeout: float = 60):
-        result = self.call("Runtime.evaluate", session=True, timeout=timeout, expression=expression,
-                           awaitPromise=True, returnByValue=True)
-        if "exceptionDetails" in result:
-            raise RuntimeError(f"the page's script failed: {result['exceptionDetails']}")
-        return result["result"].get("value")
-
-    def screenshot(self, path: Path) -> None:
-        data = self.call("Page.captureScreenshot", session=True, format="png")["data"]
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(path.name + ".tmp")
-        tmp.write_bytes(base64.b64decode(data))
-        os.replace(tmp, path)
-
-    def close(self) -> None:
-        try:
-            self.call("Browser.close", timeout=10)
-        except (RuntimeError, TimeoutError, OSError):
-            pass
-        try:
-            self.proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            os.killpg(self.proc.pid, 9)
-            self.proc.wait()
-        os.close(self._to_child), os.close(self._from_child)
-        shutil.rmtree(self.profile, ignore_errors=True)
-
-
 def problems(page: dict) -> list[str]:
     """What a reader would see wrong on a page, from INSPECT's answer."""
     found = []
@@ -170,9 +65,7 @@ def problems(page: dict) -> list[str]:
 def check(site: Path, screenshot: Path | None = None, binary: str | None = None,
           shot_page: str = "part1/1_1_gradients.html") -> dict:
     """Check every page of the built site; returns {page: INSPECT's answer + problems + network}."""
-    binary = binary or shutil.which("chromium") or shutil.which("chromium-browser")
-    if binary is None:
-        raise FileNotFoundError("no chromium: `apt-get install -y chromium` (Debian's package)")
+    binary = find_chromium(binary)
     site = Path(site).resolve()
     pages = sorted(p for p in site.rglob("*.html") if p.name not in SKIP and not {"_static", "_sources"} & set(p.parts)
                    and 'http-equiv="Refresh"' not in p.read_text(errors="replace")[:2000])  # index.html redirects

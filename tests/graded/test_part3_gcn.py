@@ -1,21 +1,12 @@
 """Graded tests of Part 3 (graph neural networks): 11 of its 20 points.
 
-Points tested here (every test fails on the pristine stubs):
-
-* 3.1 (a), 6 points: ``normalized_adjacency``, ``mean_adjacency``, ``GCNLayer.forward`` and
-  ``gcn_message_passing`` in ``part3/gcn.py``: a hand-checkable 3-node path and a directed weighted
-  3-node graph with a self-loop, symmetric against mean normalisation, undirected and directed graphs,
-  graphs with self-loops, dense against sparse, the layer and its gradients against an independent
-  computation (also on a directed graph), message passing against the matrix form, permutation
-  equivariance and isolated nodes.
-* 3.1 (b), 2 points: ``receptive_field`` against networkx's shortest-path lengths, on undirected and
-  directed weighted graphs, and after up to 120 layers where unreduced walk weights underflow and overflow.
-* 3.3 (a), 3 of its 6 points: ``sequence_to_graph`` and ``GraphEncoder`` (``node_states``, ``forward``) in
-  ``part3/sequences.py``: a sequence as a chain graph, and a pooled GCN that cannot tell a
-  sequence from its reverse until positions are added.
-
-Points graded by hand from the written answers (9): 3.2 applications (4), 3.3 (a) the written
-comparison of RNNs and GNNs (3) and 3.3 (b) models that combine a GNN and an RNN (2).
+| question | here | by hand |
+|---|---|---|
+| 3.1 (a) the layer as message passing | 6: ``normalized_adjacency``, ``mean_adjacency``, ``GCNLayer.forward`` and ``gcn_message_passing`` in ``part3/gcn.py``: a hand-checkable 3-node path and a directed weighted 3-node graph with a self-loop, symmetric against mean normalisation, undirected and directed graphs, graphs with self-loops, dense against sparse, the layer and its gradients against an independent computation (also on a directed graph), message passing against the matrix form, permutation equivariance and isolated nodes | 0: |
+| 3.1 (b) the receptive field | 2: ``receptive_field`` against networkx's shortest-path lengths, on undirected and directed weighted graphs, and after up to 120 layers where unreduced walk weights underflow and overflow | 0: |
+| 3.2 applications | 0: | 4: the written answer |
+| 3.3 (a) RNNs and GNNs | 3: ``sequence_to_graph`` and ``GraphEncoder`` (``node_states``, ``forward``) in ``part3/sequences.py``: a sequence as a chain graph, and a pooled GCN that cannot tell a sequence from its reverse until positions are added | 3: the written comparison of RNNs and GNNs |
+| 3.3 (b) GNN and RNN together | 0: | 2: models that combine a GNN and an RNN |
 
 Each test is a check with its probes next to it (``grader/probes.py``): a probe (``@probe``) runs the
 student's code on inputs the check chooses, the weights of every layer included, and returns plain
