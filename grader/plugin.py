@@ -75,6 +75,14 @@ def pytest_collection_finish(session):
         session.config._grader.register(item)
 
 
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    report = (yield).get_result()
+    result = _GRADER.results.get(item.nodeid) if _GRADER is not None else None
+    if report.failed and result is not None and result.read:
+        report.sections.append(("what to re-read", result.read))  # shown under the failure
+
+
 def pytest_runtest_logreport(report):
     if _GRADER is not None:
         _GRADER.record(report)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 import time
 from collections import defaultdict
 from dataclasses import asdict, dataclass, field
@@ -28,6 +29,7 @@ class Result:
     status: str = "passed"
     output: str = ""
     visibility: str = "visible"
+    read: str = ""  # the book's chapter to re-read when the test fails
     phases: list[str] = field(default_factory=list, repr=False)
 
 
@@ -48,10 +50,10 @@ class Grader:
             raise ValueError(f"{item.nodeid}: use @pytest.mark.points(<points>, question='<q>')")
         doc = (getattr(item.function, "__doc__", None) or "").strip().splitlines()
         title = doc[0] if doc else item.name
+        question = str(marker.kwargs["question"])
         self.results[item.nodeid] = Result(
-            name=f"{title} [{item.nodeid}]", number=str(marker.kwargs["question"]),
-            max_score=float(marker.args[0]),
-            visibility=marker.kwargs.get("visibility", "visible"))
+            name=f"{title} [{item.nodeid}]", number=question, max_score=float(marker.args[0]),
+            visibility=marker.kwargs.get("visibility", "visible"), read=reread(item, question))
 
     def record(self, report) -> None:
         result = self.results.get(report.nodeid)
@@ -69,6 +71,8 @@ class Grader:
                 result.status = "failed"
                 result.output = result.output or "not run"
             result.score = result.max_score if result.status == "passed" else 0.0
+            if result.status != "passed" and result.read and not result.output.startswith(result.read):
+                result.output = f"{result.read}\n{result.output}"
 
     def by_question(self) -> dict[str, tuple[float, float]]:
         table: dict[str, list[float]] = defaultdict(lambda: [0.0, 0.0])
@@ -108,6 +112,13 @@ class Grader:
         tmp = path.with_name(path.name + ".tmp")
         tmp.write_text(json.dumps(self.gradescope(), indent=2) + "\n", encoding="utf-8")
         os.replace(tmp, path)
+
+
+def reread(item, question: str) -> str:
+    """'Re-read the book's chapter "...".': the ``CHAPTERS`` entry of the test's package (``tests/graded``), if any."""
+    package = sys.modules.get(item.module.__name__.rpartition(".")[0]) if getattr(item, "module", None) else None
+    chapter = getattr(package, "CHAPTERS", {}).get(question)
+    return f'Re-read the book\'s chapter "{chapter}".' if chapter else ""
 
 
 def question_key(question: str) -> tuple:
