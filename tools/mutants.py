@@ -11,6 +11,7 @@ file of the reference package (``old`` occurs exactly once in it and becomes ``n
     file = "part1/models.py"
     question = "1.2"
     misconception = "the hidden state skips the tanh non-linearity"
+    feedback = "the tanh is missing"  # what the student reads names it: a phrase of the failure message
     old = "..."
     new = "..."
 
@@ -22,8 +23,9 @@ file of the reference package (``old`` occurs exactly once in it and becomes ``n
 Each entry runs on its own copy of the reference, with the graded and hidden tests of its question
 (``pytest --question``), in one process as on a student's machine. The report gives, for each
 entry, the points, the tests that failed and the first lines of what the student would read.
-Exit status 1 if a mutant keeps every point, an alternative loses one, or an edit no longer
-applies (the reference changed under it): all three are defects.
+Exit status 1 if a mutant keeps every point, its failure does not say the phrase of its ``feedback``
+(the tests caught the mistake without naming it), an alternative loses a point, or an edit no longer
+applies (the reference changed under it): all four are defects.
 """
 from __future__ import annotations
 
@@ -59,6 +61,7 @@ class Entry:
     why: str  # the misconception (mutant) or the reason it is right (alternative)
     old: str
     new: str
+    feedback: str = ""  # mutants: a phrase that the failure messages must contain (case-insensitive)
 
 
 @dataclass
@@ -73,12 +76,20 @@ class Outcome:
     feedback: list[str] = field(default_factory=list)  # the first lines of each failure, as the student reads them
     seconds: float = 0.0
     error: str = ""
+    expected_feedback: str = ""
+
+    @property
+    def named(self) -> bool:
+        """The student reads the phrase that names the misconception (mutants)."""
+        return self.expected_feedback.lower() in "\n".join(self.feedback).lower()
 
     @property
     def ok(self) -> bool:
         if self.error or not self.possible:
             return False
-        return self.score < self.possible if self.kind == "mutant" else self.score == self.possible
+        if self.kind == "mutant":
+            return self.score < self.possible and self.named
+        return self.score == self.possible
 
 
 def load_catalogue(folder: Path = CATALOGUE, package: Path = ROOT / "solutions") -> list[Entry]:
@@ -100,7 +111,7 @@ def load_catalogue(folder: Path = CATALOGUE, package: Path = ROOT / "solutions")
                 if count != 1:
                     raise CatalogueError(f"{where}: `old` occurs {count} times in {raw['file']}, not once (stale?)")
                 entries.append(Entry(kind, raw["id"], raw["file"], str(raw["question"]), raw[sentence],
-                                     raw["old"], raw["new"]))
+                                     raw["old"], raw["new"], raw.get("feedback", "")))
     return entries
 
 
@@ -129,7 +140,7 @@ def uncovered(entries: list[Entry], package: Path = ROOT / "solutions") -> list[
 def run(entry: Entry, scratch: Path, package: Path = ROOT / "solutions") -> Outcome:
     """Grade one entry's edit of the reference with its question's tests."""
     start = time.monotonic()
-    outcome = Outcome(entry.id, entry.kind, entry.question, entry.why)
+    outcome = Outcome(entry.id, entry.kind, entry.question, entry.why, expected_feedback=entry.feedback)
     work = Path(tempfile.mkdtemp(prefix=f"{entry.id}-", dir=scratch))
     copy = work / "mutant"  # another name than the reference's, so that nothing imports the reference instead
     shutil.copytree(package, copy, ignore=shutil.ignore_patterns("__pycache__"))
@@ -156,8 +167,8 @@ def run(entry: Entry, scratch: Path, package: Path = ROOT / "solutions") -> Outc
 
 def first_lines(output: str, lines: int = 3) -> str:
     """What a student reads first in a failure: pytest's error lines (``E   ...``) where it has them, else
-    the first lines."""
-    text = output.replace("[call] ", "", 1).strip()
+    the first lines (without the chapter to re-read, which every failure of a question shares)."""
+    text = "\n".join(line for line in output.splitlines() if not line.startswith("Re-read ")).replace("[call] ", "", 1).strip()
     errors = [line[1:].strip() for line in text.splitlines() if line.startswith("E ") and line[1:].strip()]
     return "\n".join((errors or text.splitlines())[:lines])
 
@@ -193,11 +204,18 @@ def main(argv: list[str] | None = None) -> int:
         os.replace(tmp, args.out)
     defects = [o for o in outcomes if not o.ok]
     mutants = [o for o in outcomes if o.kind == "mutant"]
-    print(f"{sum(o.ok for o in mutants)}/{len(mutants)} mutants killed, "
+    killed = [o for o in mutants if not o.error and o.score < o.possible]
+    print(f"{len(killed)}/{len(mutants)} mutants killed, {sum(o.named for o in killed)} of them named by the "
+          f"failure message, "
           f"{sum(o.ok for o in outcomes if o.kind == 'alternative')}/{len(outcomes) - len(mutants)} alternatives "
           f"at full points, in {time.monotonic() - start:.0f} s with {args.jobs} jobs")
     for outcome in defects:
-        what = "survives with every point" if outcome.kind == "mutant" else f"loses points: {', '.join(outcome.failed)}"
+        if outcome.kind == "alternative":
+            what = f"loses points: {', '.join(outcome.failed)}"
+        elif outcome.score < outcome.possible:
+            what = f"the failure does not say {outcome.expected_feedback!r}"
+        else:
+            what = "survives with every point"
         print(f"DEFECT {outcome.id} ({outcome.question}): {what}{': ' + outcome.error if outcome.error else ''}")
     return 1 if defects else 0
 
