@@ -53,10 +53,11 @@ import torch
 from solutions.common import atomic_write_json, provenance, resolve_device, seed_everything
 from solutions.part1.models import MODELS
 from solutions.part1.palindrome import NUM_CLASSES, palindrome_batch
+from solutions.part1.stacked import GATES, BatchedTrainer, batch_of_all, initial_models, model_slots
+from solutions.part1.sweep import parse_lengths
 from solutions.part1.train import train_step
 
-from .part1_sweep import (GATES, BatchedTrainer, balanced_shards, batch_of_all, initial_models, model_slots,
-                          parse_lengths)
+from .part1_sweep import balanced_shards
 
 
 def sync(device: torch.device) -> None:

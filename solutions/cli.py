@@ -87,23 +87,25 @@ def add_fields(p: argparse.ArgumentParser, cls, suppress: bool = False, skip: tu
             p.add_argument(*sorted(hidden), **{**kwargs, "default": argparse.SUPPRESS}, help=argparse.SUPPRESS)
 
 
-def parser_for(cls, description: str | None, suppress: bool = False) -> Parser:
+def parser_for(cls, description: str | None, suppress: bool = False, skip: tuple[str, ...] = ()) -> Parser:
     """The argparse parser of dataclass ``cls``; with ``suppress``, options not typed stay unset."""
     p = Parser(description=description, formatter_class=argparse.RawDescriptionHelpFormatter,
                argument_default=argparse.SUPPRESS if suppress else None)
-    add_fields(p, cls, suppress)
+    add_fields(p, cls, suppress, skip)
     return p
 
 
 def parse(cls, argv: list[str] | None, description: str | None = None,
-          extra: Callable[[argparse.ArgumentParser], None] | None = None) -> tuple[Any, set[str], dict]:
+          extra: Callable[[argparse.ArgumentParser], None] | None = None,
+          skip: tuple[str, ...] = ()) -> tuple[Any, set[str], dict]:
     """The command line -> (settings ``cls(...)``, the names of the fields typed, the extra options).
 
     ``extra(parser)`` adds options that are not settings (``--resume``...); they come back in a dict.
+    Fields in ``skip`` are not options: they keep their defaults.
     """
     argv = sys.argv[1:] if argv is None else argv
-    names = {f.name for f in fields(cls)}
-    parsers = [parser_for(cls, description), parser_for(cls, description, suppress=True)]
+    names = {f.name for f in fields(cls)} - set(skip)
+    parsers = [parser_for(cls, description, skip=skip), parser_for(cls, description, suppress=True, skip=skip)]
     for p in parsers:
         if extra is not None:
             extra(p)
@@ -228,8 +230,8 @@ class StopFlag:
     ``with StopFlag() as stop:`` ... ``if stop: save and stop``. Outside the main thread it does nothing.
     """
 
-    def __init__(self):
-        self.asked, self.previous = False, None
+    def __init__(self, quiet: bool = False):
+        self.asked, self.previous, self.quiet = False, None, quiet
 
     def __bool__(self) -> bool:
         return self.asked
@@ -238,7 +240,8 @@ class StopFlag:
         if self.asked:
             raise KeyboardInterrupt
         self.asked = True
-        print("\nstopping after this step (Ctrl-C again to stop at once, without a checkpoint)", file=sys.stderr)
+        if not self.quiet:
+            print("\nstopping after this step (Ctrl-C again to stop at once, without a checkpoint)", file=sys.stderr)
 
     def __enter__(self):
         try:

@@ -34,21 +34,29 @@ HELD_OUT_SEED_OFFSET = 1_000_003  # the held-out stream never shares a seed with
 
 
 @dataclass
-class Config:
-    """Every setting of a Part 1 run and its default: the only place they are written."""
-    model: str = setting("rnn", "the network", choices=tuple(MODELS))
-    input_length: int = setting(10, "digits the model sees (T); the palindrome has T + 1 digits", at_least=1)
+class Settings:
+    """The training settings of every Part 1 run and their defaults: the only place they are written.
+
+    ``Config`` adds which run; the batched sweep (``experiments.part1_sweep``) adds which runs.
+    """
     num_hidden: int = setting(128, "hidden units", at_least=1)
     batch_size: int = setting(128, "palindromes per step", at_least=1)
     learning_rate: float = setting(1e-3, "RMSprop's learning rate", above=0)
     train_steps: int = setting(10_000, "training steps", at_least=1, flag="steps", changeable=True)
     max_norm: float = setting(10.0, "the gradient is clipped to this global norm", above=0)
-    seed: int = setting(0, "seed of the initial weights and of the training batches", at_least=0)
     one_hot: bool = setting(False, "one-hot digits (input_dim 10) instead of scalars")
     eval_every: int = setting(100, "held-out accuracy every this many steps", at_least=1)
     eval_batches: int = setting(4, "held-out batches (each of --batch-size palindromes)", at_least=1)
     device: str = setting("auto", "auto (CUDA when available), cpu or cuda", changeable=True)
-    checkpoint_every: int = setting(1000, "steps between checkpoints (commands only)", at_least=1, changeable=True)
+    checkpoint_every: int = setting(500, "steps between checkpoints (commands only)", at_least=1, changeable=True)
+
+
+@dataclass
+class Config(Settings):
+    """Every setting of one Part 1 run: the training settings, and which model, input length and seed."""
+    model: str = setting("rnn", "the network", choices=tuple(MODELS))
+    input_length: int = setting(10, "digits the model sees (T); the palindrome has T + 1 digits", at_least=1)
+    seed: int = setting(0, "seed of the initial weights and of the training batches", at_least=0)
 
 
 def train_step(model: torch.nn.Module, optimizer: torch.optim.Optimizer, x: torch.Tensor, y: torch.Tensor,

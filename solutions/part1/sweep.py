@@ -102,10 +102,10 @@ def start_worker() -> None:
 
 
 def parse_lengths(words: list[str]) -> list[int]:
-    """['5-20'] or ['5', '7', '9'] -> a sorted list of distinct input lengths (ValueError if invalid)."""
+    """['5-20'] or ['5', '7', '9'] (or [5, 7, 9]) -> a sorted list of distinct input lengths (ValueError if invalid)."""
     lengths = set()
     for word in words:
-        lo, _, hi = word.partition("-")
+        lo, _, hi = str(word).partition("-")
         try:
             lengths.update(range(int(lo), int(hi or lo) + 1))
         except ValueError:

@@ -215,7 +215,7 @@ def test_novelty_counts_ngrams_absent_from_the_book():
 @pytest.mark.timeout(300)
 def test_experiment_command_on_a_tiny_run(tmp_path):
     from experiments.part2_books import main as experiment
-    assert experiment(["--books", "communist_manifesto", "--steps", "20", "--sample_every", "10", "--eval_every", "10",
+    assert experiment(["--books", "communist_manifesto", "--steps", "20", "--sample-every", "10", "--eval_every", "10",
                        "--out", str(tmp_path / "out"), "--runs", str(tmp_path / "runs"), "--no-progress"]) == 0
     result = json.loads((tmp_path / "out" / "communist_manifesto.json").read_text(encoding="utf-8"))
     assert [row["temperature"] for row in result["temperature_study"]] == [0.0, 0.5, 1.0, 2.0]
