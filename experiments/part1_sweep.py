@@ -232,9 +232,10 @@ def train_slots(model: str, config: SweepConfig, settings: dict, slots: list[tup
             for key, value in zip(curves, (step, loss, acc, eval_loss, eval_acc)):
                 curves[key].append(value if key == "step" else value.tolist())
             bar.set_postfix(mean_held_out_acc=f"{eval_acc.mean().item():.3f}")
-        if (step % config.checkpoint_every == 0 and step < config.train_steps) or stop:
+        stopping = bool(stop)  # read once: a Ctrl-C between two reads would skip the checkpoint
+        if (step % config.checkpoint_every == 0 and step < config.train_steps) or stopping:
             checkpoint()
-        if stop:
+        if stopping:
             bar.close()
             raise Interrupted(f"{stem.name}: checkpoint at step {step} in {ckpt_path}")
         if stop_after is not None and step >= stop_after:

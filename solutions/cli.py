@@ -148,16 +148,26 @@ def check_device(name: str) -> torch.device:
 
 
 def check_writable(path: str | os.PathLike, name: str = "--out", folder: bool = False) -> Path:
-    """Make sure a file (or, with ``folder``, a folder) can be written at ``path`` before any work."""
+    """Make sure a file (or, with ``folder``, a folder) can be written at ``path`` before any work.
+
+    The test writes a temporary file there, and removes it and any folder it had to make.
+    """
     path = Path(path)
     where = path if folder else path.parent
+    made = []
     try:
         if path.exists() and (path.is_dir() != folder):
             raise OSError(f"it is a {'folder' if path.is_dir() else 'file'}")
-        where.mkdir(parents=True, exist_ok=True)
+        for parent in [*reversed(where.parents), where]:
+            if not parent.exists():
+                parent.mkdir()
+                made.append(parent)
         tempfile.TemporaryFile(dir=where).close()
     except OSError as exc:
         raise UserError(f"{name} {path} cannot be written ({exc.strerror or exc}); choose another {name}") from None
+    finally:
+        for parent in reversed(made):
+            parent.rmdir()
     return path
 
 

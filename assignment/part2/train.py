@@ -29,7 +29,7 @@ from tqdm import tqdm
 from ..cli import (Interrupted, StopFlag, UserError, check, check_device, check_memory, check_writable, command,
                    load_checkpoint, parse, resumed_config, run, setting)
 from ..common import atomic_torch_save, atomic_write_json, environment, use_default_threads
-from .books import ROOT, BookDownloadError, resolve_text
+from .books import ROOT, BookDownloadError, book_names, resolve_text
 from .dataset import TextDataset
 from .model import TextGenerationModel
 from .sampling import random_first_characters, sample_text
@@ -175,6 +175,10 @@ def train(config: Config, stop=None) -> dict:
 
 def _train(config: Config, resume: bool, stop=None) -> dict:
     check(config)  # every setting, before any data is read
+    if config.book not in book_names() and not Path(config.book).is_file():
+        raise UserError(f"--book {config.book} is neither a book ({', '.join(book_names())}) nor a text file")
+    if config.mirror and not Path(config.mirror).is_dir():
+        raise UserError(f"--mirror {config.mirror} is not a folder; give the folder that holds the book files")
     device = check_device(config.device)
     out = check_writable(run_folder(config), folder=True)
     check_memory(memory_estimate(config), f"--batch-size {config.batch_size} x --seq-length {config.seq_length}",
@@ -186,6 +190,7 @@ def _train(config: Config, resume: bool, stop=None) -> dict:
         resumed_config(Config, saved["config"], config, {f.name for f in fields(Config)})  # names what differs
         if saved["step"] > config.steps:
             raise UserError(f"--resume: the checkpoint is at step {saved['step']}, past --steps {config.steps}")
+    out.mkdir(parents=True, exist_ok=True)
     path = resolve_text(config.book, mirror=config.mirror)
     dataset = TextDataset(path, config.seq_length, config.valid_fraction, config.valid_max_chars)
     valid = dataset.valid_data().to(device)

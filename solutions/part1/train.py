@@ -157,9 +157,10 @@ def train(config: Config | None = None, *, progress: bool = True, save_model: st
             for key, value in zip(curve, (step, loss, acc, eval_loss, eval_acc)):
                 curve[key].append(round(value, 5) if isinstance(value, float) else value)
             bar.set_postfix(loss=f"{loss:.3f}", held_out_acc=f"{eval_acc:.3f}")
-        if checkpoint is not None and (step % config.checkpoint_every == 0 or step == config.train_steps or stop):
+        stopping = bool(stop)  # read once: a Ctrl-C between two reads would skip the checkpoint
+        if checkpoint is not None and (step % config.checkpoint_every == 0 or step == config.train_steps or stopping):
             save(step)
-        if stop:
+        if stopping:
             bar.close()
             raise Interrupted(f"checkpoint at step {step} in {checkpoint}")
     if save_model is not None:
