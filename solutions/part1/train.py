@@ -37,7 +37,7 @@ HELD_OUT_SEED_OFFSET = 1_000_003  # the held-out stream never shares a seed with
 class Settings:
     """The training settings of every Part 1 run and their defaults: the only place they are written.
 
-    ``Config`` adds which run; the batched sweep (``experiments.part1_sweep``) adds which runs.
+    ``Config`` adds which run; a sweep adds which runs.
     """
     num_hidden: int = setting(128, "hidden units", at_least=1)
     batch_size: int = setting(128, "palindromes per step", at_least=1)
@@ -185,9 +185,9 @@ def checkpoint_path(out: Path) -> Path:
 def main(argv: list[str] | None = None) -> dict:
     def extra(p):
         p.add_argument("--out", type=Path, default=None,
-                       help="result file (default results/part1/<model>_T<input-length>_seed<seed>.json)")
+                       help="result file (default: results/part1/<model>_T<input-length>_seed<seed>.json)")
         p.add_argument("--resume", action="store_true", help="continue from the checkpoint beside --out")
-        p.add_argument("--progress", action=argparse.BooleanOptionalAction, default=True, help="a progress bar")
+        p.add_argument("--progress", action=argparse.BooleanOptionalAction, default=True, help="a progress bar (default: True)")
 
     config, given, options = parse(Config, argv, __doc__, extra)
     out = check_writable(options.get("out") or default_out(config))

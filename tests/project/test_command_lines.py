@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from experiments import part1_sweep, part2_books
+from experiments import part1_benchmark, part1_sweep, part2_books, part3_karate
 from solutions import cli
 from solutions.part1 import sweep as student_sweep
 from solutions.part1 import train as part1
@@ -28,7 +28,8 @@ from solutions.part2 import train as part2
 
 ROOT = Path(__file__).resolve().parents[2]
 COMMANDS = {"part1": part1.main, "part2": part2.main, "sweep": part1_sweep.main, "books": part2_books.main,
-            "student-sweep": student_sweep.main}
+            "student-sweep": student_sweep.main, "karate": part3_karate.main, "benchmark": part1_benchmark.main}
+NOT_SETTINGS = ("-h, --help", "--resume")  # options without a default to show
 BOOK = ["--book", "communist_manifesto"]
 
 # (command, arguments, what the one line says); {tmp} is an empty folder, {garbage} a damaged checkpoint's
@@ -85,6 +86,10 @@ BAD_INPUT = [
     ("books", ["--sample_every", "-1"], "error: --sample-every -1 is too small"),
     ("books", ["--out", "/proc/nope"], "error: --out /proc/nope cannot be written"),
     ("student-sweep", ["--steps", "0"], "error: --steps 0 is too small: it must be at least 1"),
+    ("karate", ["--seeds", "0"], "error: --seeds 0 is too small: it must be at least 1"),
+    ("karate", ["--out", "/proc/nope/k.json"], "error: --out /proc/nope/k.json cannot be written"),
+    ("benchmark", ["--repeats", "0"], "error: --repeats 0 is too small: it must be at least 1"),
+    ("benchmark", ["--device", "tpu"], "error: --device tpu is not a device"),
 ]
 
 
@@ -129,13 +134,16 @@ def test_one_line_and_exit_2_from_the_real_command_line():
 
 
 @pytest.mark.parametrize("command", sorted(COMMANDS))
-def test_help_shows_every_default(command, capsys):
+def test_help_shows_every_default_and_dashes_only(command, capsys):
     with pytest.raises(SystemExit) as exit_:
         COMMANDS[command](["--help"])
     assert exit_.value.code == 0
-    text = " ".join(capsys.readouterr().out.split())
-    assert "(default: 128)" in text or "(default: 64)" in text or command == "books"
-    assert "--steps" in text and "--train-steps" not in text and "_" not in text.split("options:")[1].split()[0]
+    options = capsys.readouterr().out.split("options:\n")[1]
+    entries = [" ".join(entry.split()) for entry in ("\n" + options).split("\n  -")[1:]]
+    for entry in entries:
+        assert "(default: " in entry or entry.startswith(tuple(o[1:] for o in NOT_SETTINGS)), entry
+        assert "_" not in entry.split()[0], entry
+    assert "--train-steps" not in options and "--steps" in options or command in ("karate", "benchmark")
 
 
 def test_memory_warning_for_large_runs(capsys):
