@@ -191,9 +191,12 @@ def train_slots(model: str, config: SweepConfig, settings: dict, slots: list[tup
     step, elapsed_before, sessions = 0, 0.0, 1
     if ckpt_path.exists():
         ckpt = load_checkpoint(ckpt_path, CHECKPOINT_KEYS)  # generator states stay on the CPU
-        if ckpt["settings"] != settings:
+        fixed = {k: v for k, v in settings.items() if k != "train_steps"}  # --steps may change, as in Part 1
+        if {k: v for k, v in ckpt["settings"].items() if k != "train_steps"} != fixed:
             raise UserError(f"{ckpt_path} was made with other settings ({differences(ckpt['settings'], settings)}); "
                             f"delete it or use another --out")
+        if ckpt["step"] > config.train_steps:
+            raise UserError(f"{ckpt_path} is at step {ckpt['step']}, past --steps {config.train_steps}")
         stack.load_state_dict(ckpt["stack"])
         trainer.optimizer.load_state_dict(ckpt["optimizer"])
         for g, state in zip(generators, ckpt["generators"]):
@@ -275,6 +278,10 @@ def sweep_in_workers(model: str, config: SweepConfig, settings: dict, slots: lis
             futures.append(pool.submit(train_shard, model, config, shard_settings, shard,
                                        out / shard_stem(model, i, workers), torch.device("cpu"), progress=progress,
                                        stop_after=stop_after, position=i))
+        stopped = [future.exception() for future in futures]  # waits for every worker
+        if any(isinstance(exc, Interrupted) for exc in stopped):
+            steps = [str(exc).split("step ")[1].split()[0] for exc in stopped if isinstance(exc, Interrupted)]
+            raise Interrupted(f"{model}: checkpoints of the {workers} shards (steps {', '.join(steps)}) in {out}")
         shards = [future.result() for future in futures]
     complete = all(rec["complete"] for rec in shards)
     merged = {**provenance(settings), **{k: shards[0][k] for k in ("device", "compile", "tf32_matmul")},
