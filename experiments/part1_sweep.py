@@ -100,7 +100,8 @@ def shard_stem(model: str, i: int, workers: int) -> str:
 
 def differences(before: dict, now: dict) -> str:
     """The settings that differ, with both values: 'num_hidden 5 (now 7)'."""
-    return ", ".join(f"{k} {before.get(k)} (now {now.get(k)})" for k in {**before, **now} if before.get(k) != now.get(k))
+    changed = [k for k in {**before, **now} if before.get(k) != now.get(k)]
+    return ", ".join(f"{k} {before.get(k)} (now {now.get(k)})" for k in changed)
 
 
 def finished(stem: Path, settings: dict) -> dict | None:

@@ -30,7 +30,8 @@ class UserError(ValueError):
 
 
 def setting(default: Any, help: str = "", *, at_least: float | None = None, above: float | None = None,
-            at_most: float | None = None, below: float | None = None, choices: Any = None, flag: str | None = None, aliases: tuple = (),
+            at_most: float | None = None, below: float | None = None, choices: Any = None, flag: str | None = None,
+            aliases: tuple = (),
             parse: Callable | None = None, changeable: bool = False) -> Any:
     """A dataclass field with its rule: ``at_least`` (>=), ``above`` (>), ``at_most`` (<=), ``below`` (<), ``choices``.
 
@@ -215,8 +216,9 @@ def resumed_config(cls, saved: dict, config: Any, given: set[str]) -> Any:
         typed, before = getattr(config, f.name), values.get(f.name, default_of(f))
         if f.name in given and typed != before:
             if not f.metadata.get("changeable"):
+                free = ", ".join(option(g) for g in fields(cls) if g.metadata.get("changeable"))
                 raise UserError(f"--resume: the checkpoint was made with {option(f)} {shown(before)}, not "
-                                f"{shown(typed)}; only {', '.join(option(g) for g in fields(cls) if g.metadata.get('changeable'))} may change")
+                                f"{shown(typed)}; only {free} may change")
             values[f.name] = typed
     return cls(**values)
 

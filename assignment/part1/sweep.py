@@ -128,7 +128,8 @@ def parse_args(argv: list[str]) -> tuple[argparse.Namespace, dict, dict]:
     p = Parser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--models", nargs="+", choices=sorted(MODELS), default=["rnn", "lstm"], help="(default: rnn lstm)")
     p.add_argument("--input-lengths", nargs="+", default=["5-20"], metavar="T",
-                   help="input lengths (digits seen; palindromes have T + 1): a range like 5-20 or a list (default: 5-20)")
+                   help="input lengths (digits seen; palindromes have T + 1): a range like 5-20 or a list "
+                        "(default: 5-20)")
     p.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2], metavar="SEED", help="(default: 0 1 2)")
     add_fields(p, Config, skip=NOT_SETTINGS)  # the training settings: train()'s, with its defaults and rules
     p.add_argument("--workers", type=int, default=usable_cores(),

@@ -178,7 +178,8 @@ def main(argv: list[str] | None = None) -> dict:
         p.add_argument("--out", type=Path, default=None,
                        help="result file (default: results/part1/<model>_T<input-length>_seed<seed>.json)")
         p.add_argument("--resume", action="store_true", help="continue from the checkpoint beside --out")
-        p.add_argument("--progress", action=argparse.BooleanOptionalAction, default=True, help="a progress bar (default: True)")
+        p.add_argument("--progress", action=argparse.BooleanOptionalAction, default=True,
+                       help="a progress bar (default: True)")
 
     config, given, options = parse(Config, argv, __doc__, extra)
     out = check_writable(options.get("out") or default_out(config))
@@ -192,7 +193,8 @@ def main(argv: list[str] | None = None) -> dict:
             raise Interrupted(f"{exc}; resume with: "
                               f"{command(__spec__.name, config, set(), ['--resume', '--out', str(out)])}") from None
     atomic_write_json(out, record)
-    print(f"held-out accuracy {record['final_eval_accuracy']:.3f} (best {record['best_eval_accuracy']:.3f}); wrote {out}")
+    print(f"held-out accuracy {record['final_eval_accuracy']:.3f} (best {record['best_eval_accuracy']:.3f}); "
+          f"wrote {out}")
     return record
 
 

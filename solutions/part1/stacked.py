@@ -291,19 +291,19 @@ class StackedModels(nn.Module):
         if skip_padding and fused:
             h = StackedRecurrence.apply(x, self.W_x, self.W_h, self.b, self.active, self.kind == "lstm",
                                         self._workspace)
-            return torch.baddbmm(self.b_p.unsqueeze(1), h, self.W_ph.transpose(1, 2))
-        W_xT, W_hT = self.W_x.transpose(1, 2), self.W_h.transpose(1, 2)
-        b = self.b.unsqueeze(1)
-        zeros = x.new_zeros(m, batch, self.num_hidden)
+            return torch.baddbmm(self.b_p.unsqueeze(1), h, self.W_ph.transpose(1, 2))  # [M, B, K]
+        W_xT, W_hT = self.W_x.transpose(1, 2), self.W_h.transpose(1, 2)  # [M, d, G*H], [M, H, G*H]
+        b = self.b.unsqueeze(1)  # [M, 1, G*H]
+        zeros = x.new_zeros(m, batch, self.num_hidden)  # [M, B, H]
         k = m if not skip_padding else self.active[0]
         h = zeros[:k]
         c = zeros[:k] if self.kind == "lstm" else None
         for t in range(t_max):
             if skip_padding and self.active[t] > k:  # shorter models start: their zero state joins
                 new, k = self.active[t] - k, self.active[t]
-                h = torch.cat([h, zeros[:new]])
+                h = torch.cat([h, zeros[:new]])  # [k, B, H]
                 c = torch.cat([c, zeros[:new]]) if c is not None else None
-            pre = torch.baddbmm(torch.baddbmm(b[:k], x[:k, :, t], W_xT[:k]), h, W_hT[:k])
+            pre = torch.baddbmm(torch.baddbmm(b[:k], x[:k, :, t], W_xT[:k]), h, W_hT[:k])  # [k, B, G*H]
             h_new, c_new = self.cell(pre, c)
             if skip_padding:
                 h, c = h_new, c_new
@@ -311,7 +311,7 @@ class StackedModels(nn.Module):
                 mask = x.new_tensor([float(length >= t_max - t) for length in self.lengths]).view(m, 1, 1)
                 h = mask * h_new + (1 - mask) * h
                 c = mask * c_new + (1 - mask) * c if c is not None else None
-        return torch.baddbmm(self.b_p.unsqueeze(1), h, self.W_ph.transpose(1, 2))
+        return torch.baddbmm(self.b_p.unsqueeze(1), h, self.W_ph.transpose(1, 2))  # [M, B, K]
 
 
 def left_pad(batches: list[torch.Tensor], t_max: int, input_dim: int = 1) -> torch.Tensor:
@@ -326,7 +326,8 @@ def left_pad(batches: list[torch.Tensor], t_max: int, input_dim: int = 1) -> tor
 def per_model_loss(logits: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """logits [M, B, K], targets [M, B] -> (mean cross-entropy [M], accuracy [M]) of each model."""
     m, batch, k = logits.shape
-    losses = F.cross_entropy(logits.reshape(m * batch, k), y.reshape(m * batch), reduction="none").view(m, batch)
+    losses = F.cross_entropy(logits.reshape(m * batch, k), y.reshape(m * batch), reduction="none")  # [M*B]
+    losses = losses.view(m, batch)  # [M, B]
     return losses.mean(1), (logits.argmax(-1) == y).to(logits.dtype).mean(1)
 
 
@@ -337,8 +338,8 @@ def clip_per_model_(params: list[torch.Tensor], max_norm: float) -> torch.Tensor
     Returns the norms [M] before clipping.
     """
     grads = [p.grad for p in params]
-    norms = torch.stack([torch.linalg.vector_norm(g, dim=tuple(range(1, g.dim()))) for g in grads]).norm(dim=0)
-    scale = (max_norm / (norms + 1e-6)).clamp(max=1.0)
+    norms = torch.stack([torch.linalg.vector_norm(g, dim=tuple(range(1, g.dim()))) for g in grads]).norm(dim=0)  # [M]
+    scale = (max_norm / (norms + 1e-6)).clamp(max=1.0)  # [M]
     for g in grads:
         g.mul_(scale.view(-1, *[1] * (g.dim() - 1)))
     return norms
