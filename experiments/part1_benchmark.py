@@ -55,7 +55,7 @@ from solutions.part1.models import MODELS
 from solutions.part1.palindrome import NUM_CLASSES, palindrome_batch
 from solutions.part1.stacked import GATES, BatchedTrainer, batch_of_all, initial_models, model_slots
 from solutions.part1.sweep import parse_lengths
-from solutions.part1.train import train_step
+from solutions.part1.train import Settings, train_step
 
 from .part1_sweep import SweepConfig, balanced_shards
 
@@ -158,7 +158,7 @@ def step_functions(kind: str, slots: list[tuple[int, int]], hidden: int, batch: 
             seed_everything(s)
             net = MODELS[kind](num_hidden=hidden).to(device)
             xb, yb = palindrome_batch(batch, t, torch.Generator().manual_seed(s))
-            optimizer, xb, yb = torch.optim.RMSprop(net.parameters(), lr=1e-3), xb.to(device), yb.to(device)
+            optimizer, xb, yb = torch.optim.RMSprop(net.parameters(), lr=Settings.learning_rate), xb.to(device), yb.to(device)
             fns[f"separate/{i}"] = lambda n=net, o=optimizer, xb=xb, yb=yb: train_step(n, o, xb, yb, 10.0)
     for name in variants:
         trainer = BatchedTrainer(initial_models(kind, slots, 1, hidden).to(device), **VARIANTS[name])

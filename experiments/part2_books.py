@@ -33,7 +33,7 @@ from solutions.part2.sampling import random_first_characters, sample_text
 from solutions.part2.train import CHECKPOINT_KEYS, THREADS, Config, char_nll, load_model, resume, save_model, train
 
 BOOKS = ["communist_manifesto", "sherlock_holmes", "king_james_bible"]
-TEMPERATURES = [0.0, 0.5, 1.0, 2.0]
+TEMPERATURES = Config().temperatures  # those of the periodic samples, for the study too
 NGRAM = 8
 PROMPTS = {  # book-appropriate beginnings for Question 2.2
     "communist_manifesto": ["The history of all hitherto existing society", "The bourgeoisie has", "Workers of"],

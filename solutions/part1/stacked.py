@@ -49,7 +49,7 @@ from torch.autograd.function import once_differentiable
 from ..common import seed_everything
 from .models import MODELS
 from .palindrome import NUM_CLASSES, palindrome_batch
-from .train import HELD_OUT_SEED_OFFSET
+from .train import HELD_OUT_SEED_OFFSET, Settings
 
 GATES = {"rnn": ("h",), "lstm": ("g", "i", "f", "o")}  # gate order of the stacked weights
 
@@ -348,7 +348,8 @@ def clip_per_model_(params: list[torch.Tensor], max_norm: float) -> torch.Tensor
 class BatchedTrainer:
     """One training step of all stacked models: forward, per-model losses, backward, clip, RMSprop."""
 
-    def __init__(self, stack: StackedModels, learning_rate: float = 1e-3, max_norm: float = 10.0,
+    def __init__(self, stack: StackedModels, learning_rate: float = Settings.learning_rate,
+                 max_norm: float = Settings.max_norm,
                  skip_padding: bool = True, fused: bool | None = None, compile: bool = False):
         """``fused`` (default: unless ``compile``) uses ``StackedRecurrence`` when skipping padding;
         ``compile`` compiles the autograd path."""
