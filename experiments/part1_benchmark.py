@@ -41,22 +41,23 @@ counted, so the GFLOP/s understate the real work a little.
 """
 from __future__ import annotations
 
-import argparse
 import multiprocessing
 import statistics
 import time
 from contextlib import ExitStack, contextmanager
-from pathlib import Path
+from dataclasses import dataclass, fields
 
 import torch
 
-from solutions.common import atomic_write_json, provenance, resolve_device, seed_everything
+from solutions.cli import check, check_device, parse, run, setting
+from solutions.common import atomic_write_json, provenance, seed_everything
 from solutions.part1.models import MODELS
 from solutions.part1.palindrome import NUM_CLASSES, palindrome_batch
-from solutions.part1.train import train_step
+from solutions.part1.stacked import GATES, BatchedTrainer, batch_of_all, initial_models, model_slots
+from solutions.part1.sweep import parse_lengths
+from solutions.part1.train import Settings, train_step
 
-from .part1_sweep import (GATES, BatchedTrainer, balanced_shards, batch_of_all, initial_models, model_slots,
-                          parse_lengths)
+from .part1_sweep import SweepConfig, balanced_shards
 
 
 def sync(device: torch.device) -> None:
@@ -157,7 +158,7 @@ def step_functions(kind: str, slots: list[tuple[int, int]], hidden: int, batch: 
             seed_everything(s)
             net = MODELS[kind](num_hidden=hidden).to(device)
             xb, yb = palindrome_batch(batch, t, torch.Generator().manual_seed(s))
-            optimizer, xb, yb = torch.optim.RMSprop(net.parameters(), lr=1e-3), xb.to(device), yb.to(device)
+            optimizer, xb, yb = torch.optim.RMSprop(net.parameters(), lr=Settings.learning_rate), xb.to(device), yb.to(device)
             fns[f"separate/{i}"] = lambda n=net, o=optimizer, xb=xb, yb=yb: train_step(n, o, xb, yb, 10.0)
     for name in variants:
         trainer = BatchedTrainer(initial_models(kind, slots, 1, hidden).to(device), **VARIANTS[name])
@@ -250,31 +251,28 @@ def benchmark_model(kind: str, lengths: list[int], seeds: list[int], hidden: int
     return row
 
 
+@dataclass
+class BenchmarkConfig(SweepConfig):
+    """The sweep's settings that shape a step (their defaults), and how long to time it."""
+    warmup: int = setting(2, "untimed steps before the timed ones", at_least=0)
+    repeats: int = setting(5, "timed steps", at_least=1)
+    separate: bool = setting(True, "also time the separate runs (slow)")
+    out: str = setting("", "write the numbers and their provenance to this JSON file (empty: none)")
+
+
+NOT_TIMED = ("learning_rate", "train_steps", "max_norm", "one_hot", "eval_every", "eval_batches", "checkpoint_every")
+
+
 def main(argv: list[str] | None = None) -> dict:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--models", nargs="+", choices=sorted(MODELS), default=["rnn", "lstm"])
-    p.add_argument("--input-lengths", nargs="+", default=["5-20"])
-    p.add_argument("--seeds", nargs="+", type=int, default=[0], help="one slot per (length, seed)")
-    p.add_argument("--num-hidden", type=int, default=128)
-    p.add_argument("--batch-size", type=int, default=128)
-    p.add_argument("--warmup", type=int, default=2)
-    p.add_argument("--repeats", type=int, default=5)
-    p.add_argument("--compile", action="store_true", help="also time the batched step under torch.compile")
-    p.add_argument("--no-separate", action="store_true", help="skip the separate runs (slow)")
-    p.add_argument("--device", default="auto")
-    p.add_argument("--threads", type=int, default=None, help="torch.set_num_threads (record it!)")
-    p.add_argument("--workers", type=int, default=1,
-                   help="also time the separate runs, the batched trainer and the matmul probe split over this many "
-                        "processes of threads // workers threads each (as part1_sweep --workers runs them)")
-    p.add_argument("--out", type=Path, default=None, help="write the numbers and their provenance here (JSON)")
-    args = p.parse_args(argv)
-    if args.threads is not None:
+    args, _, _ = parse(BenchmarkConfig, argv, __doc__, skip=NOT_TIMED)
+    check(args)
+    if args.threads:
         torch.set_num_threads(args.threads)
     started = time.perf_counter()
-    device = resolve_device(args.device)
+    device = check_device(args.device)
     lengths = parse_lengths(args.input_lengths)
     rows = [benchmark_model(kind, lengths, args.seeds, args.num_hidden, args.batch_size, device, args.warmup,
-                            args.repeats, args.compile, not args.no_separate, args.workers) for kind in args.models]
+                            args.repeats, args.compile, args.separate, args.workers) for kind in args.models]
     workers = f"; {args.workers} worker processes of {rows[0].get('threads_per_worker')} thread(s)"
     print(f"device {device}, torch threads {torch.get_num_threads()}" + workers * (args.workers > 1))
     timed = ("separate", "separate_workers", "batched", "batched_workers", "batched_autograd", "batched_masked",
@@ -290,13 +288,14 @@ def main(argv: list[str] | None = None) -> dict:
                 key = f"{column}{clock}_s" if column in timed else column + clock * per_clock
                 if any(key in row for row in rows):
                     print(f"{column:>24}" + "".join(f"{str(row.get(key, '-')):>18}" for row in rows))
-    record = {**provenance({k: v for k, v in vars(args).items() if k != "out"} | {"input_lengths": lengths}, started),
+    settings = {f.name: getattr(args, f.name) for f in fields(args) if f.name not in (*NOT_TIMED, "out")}
+    record = {**provenance(settings | {"input_lengths": lengths}, started),
               "device": str(device), "rows": rows}
-    if args.out is not None:
+    if args.out:
         atomic_write_json(args.out, record)
         print(f"wrote {args.out}")
     return record
 
 
 if __name__ == "__main__":
-    main()
+    raise SystemExit(run(main))

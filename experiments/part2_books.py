@@ -18,28 +18,37 @@ go to ``runs/part2/books/`` (git-ignored), and ``--resume`` continues an interru
 """
 from __future__ import annotations
 
-import argparse
 import sys
 import time
-from dataclasses import asdict
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
 import torch
 
+from solutions.cli import check, check_writable, load_checkpoint, parse, run, setting
 from solutions.common import atomic_write_json, environment, use_default_threads
 from solutions.part2.books import ROOT, resolve_text
 from solutions.part2.dataset import encode, read_text
 from solutions.part2.sampling import random_first_characters, sample_text
-from solutions.part2.train import THREADS, Config, char_nll, load_model, resume, save_model, train
+from solutions.part2.train import CHECKPOINT_KEYS, THREADS, Config, char_nll, load_model, resume, save_model, train
 
 BOOKS = ["communist_manifesto", "sherlock_holmes", "king_james_bible"]
-TEMPERATURES = [0.0, 0.5, 1.0, 2.0]
+TEMPERATURES = Config().temperatures  # those of the periodic samples, for the study too
 NGRAM = 8
 PROMPTS = {  # book-appropriate beginnings for Question 2.2
     "communist_manifesto": ["The history of all hitherto existing society", "The bourgeoisie has", "Workers of"],
     "sherlock_holmes": ['"My dear Watson," said he', "Sherlock Holmes", "It was a dark"],
     "king_james_bible": ["In the beginning God", "And the LORD said unto Moses,", "3:16 For God so loved"],
 }
+
+
+@dataclass
+class BooksConfig(Config):
+    """The training settings of ``solutions.part2.train`` (its ``Config``, its defaults), and the books."""
+    eval_every: int = setting(500, "validation loss at these steps (0: never)", at_least=0)
+    books: list[str] = setting(BOOKS, "the books", choices=tuple(BOOKS))
+    out: str = setting(str(ROOT / "data" / "part2"), "the folder of the results (<book>.json, <book>.pt)")
+    runs: str = setting(str(ROOT / "runs" / "part2" / "books"), "the folder of the training runs (checkpoints)")
 
 
 def ngrams(text: str, n: int = NGRAM) -> list[str]:
@@ -94,32 +103,29 @@ def windows(values: list[float], size: int = 50) -> list[float]:
     return [round(sum(values[i:i + size]) / len(values[i:i + size]), 4) for i in range(0, len(values), size)]
 
 
-def run_book(book: str, args) -> dict:
-    run_dir = Path(args.runs) / book
-    config = Config(book=book, steps=args.steps, seed=args.seed, device=args.device, sample_every=args.sample_every,
-                    eval_every=args.eval_every, checkpoint_every=1000, out=str(run_dir), mirror=args.mirror,
-                    progress=not args.no_progress)
+def run_book(book: str, books: BooksConfig, resume_run: bool = False) -> dict:
+    run_dir = Path(books.runs) / book
+    config = Config(**{f.name: getattr(books, f.name) for f in fields(Config)} | {"book": book, "out": str(run_dir)})
     tic = time.perf_counter()
-    if args.resume and (run_dir / "checkpoint.pt").exists():
+    if resume_run and (run_dir / "checkpoint.pt").exists():
         history = resume(config)
     else:
         history = train(config)
     train_wall = history["wall_time_s"]
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
+    out = Path(books.out)
     model_path = out / f"{book}.pt"
     model = load_model_from_run(run_dir, config, history["vocab"], model_path)
     vocab = history["vocab"]
-    text = read_text(resolve_text(book, mirror=args.mirror))
-    study = temperature_study(model, vocab, text, args.seed + 2)
+    text = read_text(resolve_text(book, mirror=books.mirror))
+    study = temperature_study(model, vocab, text, books.seed + 2)
     result = {
         "command": "python -m experiments.part2_books " + " ".join(sys.argv[1:]),
-        "book": book, "settings": asdict(config), "seed": args.seed, "environment": environment(),
-        "device": args.device, "wall_time_s": {"training": round(train_wall, 1),
+        "book": book, "settings": asdict(config), "seed": books.seed, "environment": environment(),
+        "device": books.device, "wall_time_s": {"training": round(train_wall, 1),
                                                "total": round(time.perf_counter() - tic + 0.0, 1)},
         "note": "wall_time_s.total excludes training already done before a --resume",
         "chars": history["chars"], "vocab": vocab, "valid_span": history["valid_span"],
-        "curve": {"window": 50, "step": [min(s + 49, args.steps) for s in range(1, args.steps + 1, 50)],
+        "curve": {"window": 50, "step": [min(s + 49, books.steps) for s in range(1, books.steps + 1, 50)],
                   "loss": windows(history["loss"]), "accuracy": windows(history["accuracy"])},
         "final_train_loss": round(sum(history["loss"][-500:]) / len(history["loss"][-500:]), 4),
         "final_train_accuracy": round(sum(history["accuracy"][-500:]) / len(history["accuracy"][-500:]), 4),
@@ -127,8 +133,8 @@ def run_book(book: str, args) -> dict:
         "final_valid_loss": history["eval"][-1]["valid_loss"],
         "samples": history["samples"],
         "temperature_study": study,
-        "heldout_novel_8gram_share": heldout_reference(text, tuple(history["valid_span"]), args.seed),
-        "continuations": continuations(model, vocab, PROMPTS.get(book, ["The "]), args.seed + 3),
+        "heldout_novel_8gram_share": heldout_reference(text, tuple(history["valid_span"]), books.seed),
+        "continuations": continuations(model, vocab, PROMPTS.get(book, ["The "]), books.seed + 3),
         "model_file": model_path.name,
     }
     path = out / f"{book}.json"
@@ -140,7 +146,7 @@ def run_book(book: str, args) -> dict:
 
 def load_model_from_run(run_dir: Path, config: Config, vocab: list[str], model_path: Path):
     """Save the run's final weights as a small model file and load them back for the analysis."""
-    saved = torch.load(run_dir / "checkpoint.pt", map_location="cpu", weights_only=False)
+    saved = load_checkpoint(run_dir / "checkpoint.pt", CHECKPOINT_KEYS)
     from solutions.part2.model import TextGenerationModel
     model = TextGenerationModel(len(vocab), config.hidden, config.num_layers, config.dropout)
     model.load_state_dict(saved["model"])
@@ -149,24 +155,16 @@ def load_model_from_run(run_dir: Path, config: Config, vocab: list[str], model_p
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--books", nargs="+", default=BOOKS)
-    parser.add_argument("--steps", type=int, default=10000)
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--device", default="cpu")
-    parser.add_argument("--sample_every", type=int, default=1000)
-    parser.add_argument("--eval_every", type=int, default=500)
-    parser.add_argument("--out", default=str(ROOT / "data" / "part2"))
-    parser.add_argument("--runs", default=str(ROOT / "runs" / "part2" / "books"))
-    parser.add_argument("--mirror", default=None)
-    parser.add_argument("--resume", action="store_true", help="continue runs from their checkpoints")
-    parser.add_argument("--no-progress", action="store_true")
-    args = parser.parse_args(argv)
+    books, _, options = parse(BooksConfig, argv, __doc__, lambda p: p.add_argument(
+        "--resume", action="store_true", help="continue runs from their checkpoints"), skip=("book",))
+    check(books)
+    check_writable(books.out, folder=True)
+    check_writable(books.runs, folder=True)
     use_default_threads(THREADS)
-    for book in args.books:
-        run_book(book, args)
+    for book in books.books:
+        run_book(book, books, options["resume"])
     return 0
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run(main))

@@ -11,19 +11,30 @@ settings, versions and wall time that produced them.
 """
 from __future__ import annotations
 
-import argparse
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import networkx as nx
 import numpy as np
 import torch
 
+from solutions.cli import check, check_writable, parse, setting
+from solutions.cli import run as run_command
 from solutions.common import atomic_write_json, provenance
 from solutions.part3.karate import DEFAULTS, accuracy_over_seeds, karate_club
 
 ROOT = Path(__file__).resolve().parent.parent
+
+
+@dataclass
+class KarateConfig:
+    """The command's settings; the models' own are Kipf and Welling's (``solutions.part3.karate.DEFAULTS``)."""
+    seeds: int = setting(100, "seeds 0..N-1 per label budget", at_least=1)
+    out: str = setting(str(ROOT / "data" / "part3" / "karate.json"), "the result file")
+
+
 BUDGETS = {"leaders": None, "1 per faction": 1, "2 per faction": 2, "4 per faction": 4}
 
 
@@ -41,12 +52,9 @@ def run(seeds: int) -> dict:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--seeds", type=int, default=100, help="seeds 0..N-1 per label budget (default 100)")
-    parser.add_argument("--out", type=Path, default=ROOT / "data" / "part3" / "karate.json")
-    args = parser.parse_args(argv)
-    if args.seeds < 1:
-        parser.error("--seeds must be >= 1")
+    args, _, _ = parse(KarateConfig, argv, __doc__)
+    check(args)
+    check_writable(args.out)
     torch.set_num_threads(1)
     started = time.perf_counter()
     results = run(args.seeds)
@@ -63,4 +71,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_command(main))

@@ -65,8 +65,9 @@ VERSION_KEYS = ("python", "torch", "numpy")
 
 
 def environment() -> dict[str, Any]:
-    """The versions and the machine a result was made with."""
-    return {"python": platform.python_version(), "torch": torch.__version__, "numpy": np.__version__,
+    """The versions and the machine a result was made with (plain str, so that checkpoints holding it
+    load with ``torch.load(weights_only=True)``)."""
+    return {"python": platform.python_version(), "torch": str(torch.__version__), "numpy": np.__version__,
             "platform": platform.platform(), "processor": platform.machine(),
             "cuda": torch.cuda.get_device_name() if torch.cuda.is_available() else None,
             "torch_threads": torch.get_num_threads()}

@@ -35,8 +35,9 @@ INSTRUCTOR_END = re.compile(r"^\s*### END INSTRUCTOR\s*$")
 # "solutions.part1.train", "solutions/part3/gcn.py", "solutions.common": the package named in prose and commands
 PACKAGE_MENTION = re.compile(r"\bsolutions(?=[./](?:part\d|common)\b)")
 ABSOLUTE_IMPORT = re.compile(r"^\s*(from|import)\s+(solutions|assignment)\b", re.MULTILINE)
-# Files and folders that never reach the student package.
-IGNORE = shutil.ignore_patterns("__pycache__", "*.pyc", ".pytest_cache")
+# Files and folders that never reach the student package: caches, and the batched engine of the
+# instructor's sweep (part1/stacked.py), which holds the LSTM's equations.
+IGNORE = shutil.ignore_patterns("__pycache__", "*.pyc", ".pytest_cache", "stacked.py")
 
 
 class MarkerError(ValueError):

@@ -1,7 +1,7 @@
 """Accuracy against input length: train every model, input length and seed with this package's train().
 
     python -m assignment.part1.sweep                                  # rnn and lstm, T = 5..20, seeds 0 1 2
-    python -m assignment.part1.sweep --seeds 0 --train-steps 3000     # a quick look first
+    python -m assignment.part1.sweep --seeds 0 --steps 3000           # a quick look first
 
 It trains your own models: each run is one call of ``train()`` from ``train.py`` of the same
 package, with the settings of ``python -m assignment.part1.train`` (same options, same defaults).
@@ -11,7 +11,7 @@ finished run: stop with Ctrl-C whenever you like, and the same command later tra
 that are missing. Plot the file with ``plot_accuracy_vs_length(load_sweep(path))``.
 
 How long: about 1.5 hours on a 2-core laptop with the defaults (45 minutes on 4 cores); ``--seeds 0
---train-steps 3000`` takes about 10 minutes on 2 cores. Measured on one core of a small Intel Xeon
+--steps 3000`` takes about 10 minutes on 2 cores. Measured on one core of a small Intel Xeon
 with the reference code, a step takes longer the longer the input: 550, 350 and 220 steps/s for
 the RNN at T = 5, 10 and 20, and 160, 85 and 47 for the LSTM. The 96 runs of 10,000 steps are about
 2.6 hours of one core, four fifths of them the LSTM's.
@@ -24,7 +24,6 @@ of one seed.
 from __future__ import annotations
 
 import argparse
-import inspect
 import json
 import multiprocessing
 import os
@@ -40,17 +39,20 @@ from pathlib import Path
 import torch
 from tqdm.auto import tqdm
 
-from ..common import atomic_write_json, provenance, resolve_device
+from dataclasses import fields
+
+from ..cli import Parser, add_fields, check, check_device, default_of, option
+from ..common import atomic_write_json, provenance
 from .models import MODELS
-from .train import train
+from .train import Config, train
 
 LATE_EVALUATIONS = 10  # the late accuracy of a run is the median of its last 10 held-out accuracies
 CHANCE = 1 / 10  # accuracy of a guess: one of ten digits
-# train()'s arguments that are not settings of the sweep: each run's own, and what train() shows or saves.
-# All the others are options of the command, with train()'s defaults.
-NOT_SETTINGS = ("model", "input_length", "seed", "progress", "save_model")
-TRAIN_DEFAULTS = {name: p.default for name, p in inspect.signature(train).parameters.items()
-                  if name not in NOT_SETTINGS}
+# The settings of train() (its Config) that are not settings of the sweep: each run's own, and the
+# checkpoints of a single run. All the others are options of the command, with train()'s defaults.
+NOT_SETTINGS = ("model", "input_length", "seed", "checkpoint_every")
+TRAIN_DEFAULTS = {f.name: default_of(f) for f in fields(Config) if f.name not in NOT_SETTINGS}
+OPTIONS = {f.name: option(f) for f in fields(Config)}
 NOT_COMPARED = ("device",)  # a resumed sweep may run elsewhere: the device changes rounding, not the experiment
 
 
@@ -100,10 +102,10 @@ def start_worker() -> None:
 
 
 def parse_lengths(words: list[str]) -> list[int]:
-    """['5-20'] or ['5', '7', '9'] -> a sorted list of distinct input lengths (ValueError if invalid)."""
+    """['5-20'] or ['5', '7', '9'] (or [5, 7, 9]) -> a sorted list of distinct input lengths (ValueError if invalid)."""
     lengths = set()
     for word in words:
-        lo, _, hi = word.partition("-")
+        lo, _, hi = str(word).partition("-")
         try:
             lengths.update(range(int(lo), int(hi or lo) + 1))
         except ValueError:
@@ -118,49 +120,33 @@ def usable_cores() -> int:
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
-def option(name: str) -> str:
-    """train()'s argument name -> its command-line option: train_steps -> --train-steps."""
-    return "--" + name.replace("_", "-")
-
-
-class Parser(argparse.ArgumentParser):
-    def error(self, message: str):
-        """Report a bad command line in one line (argparse would print the long usage first)."""
-        self.exit(2, f"error: {message} (see --help)\n")
-
-
 def parse_args(argv: list[str]) -> tuple[argparse.Namespace, dict, dict]:
     """The command line -> (arguments, the settings every run shares, the runs already in --out).
 
     Every error is reported here, as one line and exit status 2, before any training.
     """
     p = Parser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--models", nargs="+", choices=sorted(MODELS), default=["rnn", "lstm"], help="(default rnn lstm)")
+    p.add_argument("--models", nargs="+", choices=sorted(MODELS), default=["rnn", "lstm"], help="(default: rnn lstm)")
     p.add_argument("--input-lengths", nargs="+", default=["5-20"], metavar="T",
-                   help="input lengths (digits seen; palindromes have T + 1): a range like 5-20 or a list (default 5-20)")
-    p.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2], metavar="SEED", help="(default 0 1 2)")
-    # The training settings: the arguments of train(), with train()'s own defaults.
-    for name, default in TRAIN_DEFAULTS.items():
-        if isinstance(default, bool):
-            p.add_argument(option(name), action=argparse.BooleanOptionalAction, default=default,
-                           help=f"(default {'on' if default else 'off'})")
-        else:
-            p.add_argument(option(name), type=type(default), default=default, help=f"(default {default})")
+                   help="input lengths (digits seen; palindromes have T + 1): a range like 5-20 or a list "
+                        "(default: 5-20)")
+    p.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2], metavar="SEED", help="(default: 0 1 2)")
+    add_fields(p, Config, skip=NOT_SETTINGS)  # the training settings: train()'s, with its defaults and rules
     p.add_argument("--workers", type=int, default=usable_cores(),
                    help="processes that train at the same time, one thread each (default: the usable cores)")
     p.add_argument("--out", type=Path, default=Path("results/part1/sweep.json"),
-                   help="the result file, also read to resume (default results/part1/sweep.json)")
+                   help="the result file, also read to resume (default: results/part1/sweep.json)")
     args = p.parse_args(argv)
 
+    settings = {name: getattr(args, name) for name in TRAIN_DEFAULTS}
     try:
         args.input_lengths = parse_lengths(args.input_lengths)
-        resolve_device(args.device)
-    except (ValueError, RuntimeError) as error:
+        check(Config(**settings))
+        check_device(args.device)
+    except ValueError as error:
         p.error(str(error))
-    settings = {name: getattr(args, name) for name in TRAIN_DEFAULTS}
-    for name, value in [*settings.items(), ("workers", args.workers)]:
-        if isinstance(value, (int, float)) and not isinstance(value, bool) and value <= 0:
-            p.error(f"{option(name)} must be positive, got {value}")
+    if args.workers <= 0:
+        p.error(f"--workers must be positive, got {args.workers}")
 
     # --out must be a file we can write; if it exists, it must be a sweep with the same settings.
     try:
@@ -175,7 +161,7 @@ def parse_args(argv: list[str]) -> tuple[argparse.Namespace, dict, dict]:
         p.error(f"{args.out} is not the result file of a sweep; choose another --out")
     for name, value in settings.items():
         if done and name not in NOT_COMPARED and before.get(name) != value:
-            p.error(f"{args.out} holds runs made with {option(name)} {before.get(name)}, not {value}; "
+            p.error(f"{args.out} holds runs made with {OPTIONS[name]} {before.get(name)}, not {value}; "
                     f"resume with the same settings, or choose another --out")
     return args, settings, done
 

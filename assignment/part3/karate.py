@@ -17,7 +17,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from .gcn import GCN, normalized_adjacency
-from .train import fit
+from .full_batch import fit
 
 FACTIONS = ("Mr. Hi", "Officer")
 LEADERS = (0, 33)  # the two nodes the factions formed around

@@ -18,17 +18,18 @@ from __future__ import annotations
 
 import argparse
 import os
-import sys
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
-from ..common import atomic_torch_save, atomic_write_json, environment, resolve_device, use_default_threads
-from .books import ROOT, BookDownloadError, resolve_text
+from ..cli import (Interrupted, StopFlag, UserError, check, check_device, check_memory, check_writable, command,
+                   load_checkpoint, parse, resumed_config, run, setting)
+from ..common import atomic_torch_save, atomic_write_json, environment, use_default_threads
+from .books import ROOT, BookDownloadError, book_names, resolve_text
 from .dataset import TextDataset
 from .model import TextGenerationModel
 from .sampling import random_first_characters, sample_text
@@ -39,40 +40,44 @@ from .sampling import random_first_characters, sample_text
 THREADS = 2
 
 
+def temperature(word: str) -> float:
+    """A sampling temperature: 0 (greedy) or at least 1e-3 (below that softmax(logits / tau) overflows,
+    and sampling is greedy in all but name)."""
+    tau = float(word)
+    if tau != 0 and not 1e-3 <= tau < float("inf"):
+        raise argparse.ArgumentTypeError(f"{word} is not 0 (greedy) or a finite number of at least 0.001")
+    return tau
+
+
 @dataclass
 class Config:
-    book: str = "sherlock_holmes"      # a book name from data/books.json or a path to a .txt file
-    seq_length: int = 30
-    hidden: int = 128
-    num_layers: int = 2
-    dropout: float = 0.0
-    batch_size: int = 64
-    learning_rate: float = 2e-3
-    learning_rate_decay: float = 0.96
-    learning_rate_step: int = 5000
-    max_norm: float = 5.0
-    steps: int = 10000
-    seed: int = 0
-    device: str = "cpu"
-    print_every: int = 5               # progress-bar update of loss and accuracy
-    sample_every: int = 1000           # samples at steps 0, sample_every, 2 * sample_every, ...
-    sample_length: int = 30            # characters per periodic sample, the first one included
-    samples_per_temperature: int = 3
-    temperatures: list[float] = field(default_factory=lambda: [0.0, 0.5, 1.0, 2.0])
-    eval_every: int = 1000             # validation loss at these steps
-    valid_fraction: float = 0.1        # held out from the middle of the text ...
-    valid_max_chars: int = 50_000      # ... at most this many characters
-    checkpoint_every: int = 1000
-    out: str = ""                      # run folder; default runs/part2/<book>
-    mirror: str | None = None          # folder with the books (see books.py)
-    progress: bool = True
-
-
-# Settings that must match for --resume (the number of steps may grow).
-RESUME_KEYS = ("book", "seq_length", "hidden", "num_layers", "dropout", "batch_size", "learning_rate",
-               "learning_rate_decay", "learning_rate_step", "max_norm", "seed", "sample_every",
-               "sample_length", "samples_per_temperature", "temperatures", "eval_every",
-               "valid_fraction", "valid_max_chars")
+    """Every setting of a Part 2 run and its default: the only place they are written."""
+    book: str = setting("sherlock_holmes", "a book name from data/books.json or a path to a .txt file")
+    seq_length: int = setting(30, "characters per training sequence", at_least=1)
+    hidden: int = setting(128, "LSTM units per layer", at_least=1)
+    num_layers: int = setting(2, "LSTM layers", at_least=1)
+    dropout: float = setting(0.0, "dropout between the layers", at_least=0, below=1)
+    batch_size: int = setting(64, "sequences per step", at_least=1)
+    learning_rate: float = setting(2e-3, "RMSprop's learning rate", above=0)
+    learning_rate_decay: float = setting(0.96, "the learning rate is multiplied by this ...", above=0, at_most=1)
+    learning_rate_step: int = setting(5000, "... every this many steps (StepLR)", at_least=1)
+    max_norm: float = setting(5.0, "the gradient is clipped to this global norm", above=0)
+    steps: int = setting(10000, "training steps", at_least=1, changeable=True)
+    seed: int = setting(0, "seed of the weights, the batches and the samples", at_least=0)
+    device: str = setting("cpu", "auto (CUDA when available), cpu or cuda", changeable=True)
+    print_every: int = setting(5, "progress-bar update of loss and accuracy", at_least=1, changeable=True)
+    sample_every: int = setting(1000, "samples at steps 0, sample_every, 2 * sample_every, ... (0: none)", at_least=0)
+    sample_length: int = setting(30, "characters per periodic sample, the first one included", at_least=1)
+    samples_per_temperature: int = setting(3, "samples per temperature", at_least=1)
+    temperatures: list[float] = setting([0.0, 0.5, 1.0, 2.0], "temperatures of the periodic samples (0 is greedy)",
+                                        parse=temperature)
+    eval_every: int = setting(1000, "validation loss at these steps (0: never)", at_least=0)
+    valid_fraction: float = setting(0.1, "held out from the middle of the text ...", at_least=0, below=1)
+    valid_max_chars: int = setting(50_000, "... at most this many characters", at_least=0)
+    checkpoint_every: int = setting(1000, "steps between checkpoints", at_least=1, changeable=True)
+    out: str = setting("", "run folder (default runs/part2/<book>)", changeable=True)
+    mirror: str | None = setting(None, "a folder with the book files (no download; see books.py)", changeable=True)
+    progress: bool = setting(True, "a progress bar", changeable=True)
 
 
 def train_step(model, optimizer, inputs: torch.Tensor, targets: torch.Tensor,
@@ -132,7 +137,7 @@ def save_model(model: TextGenerationModel, vocab: list[str], config: Config, pat
 
 def load_model(path: str | os.PathLike, device: str = "cpu") -> tuple[TextGenerationModel, list[str]]:
     """A model saved by ``save_model`` (or a checkpoint), in eval mode, and its vocabulary."""
-    saved = torch.load(path, map_location=device, weights_only=False)
+    saved = load_checkpoint(path, ("vocab", "config", "model"), map_location=device)
     config = saved["config"]
     model = TextGenerationModel(len(saved["vocab"]), config["hidden"], config["num_layers"], config["dropout"])
     model.load_state_dict(saved["model"])
@@ -154,19 +159,49 @@ def _set_rng_state(state, data_gen, sample_gen, device) -> None:
         torch.cuda.set_rng_state(state["cuda"], device)
 
 
-def train(config: Config) -> dict:
-    """Train (or, with ``resume``, continue) a run; returns the history written to ``history.json``."""
-    return _train(config, resume=False)
+CHECKPOINT_KEYS = ("step", "config", "model", "optimizer", "scheduler", "rng", "history")
 
 
-def _train(config: Config, resume: bool) -> dict:
-    device = resolve_device(config.device)
+def run_folder(config: Config) -> Path:
+    return Path(config.out or ROOT / "runs" / "part2" / Path(config.book).stem)
+
+
+def memory_estimate(config: Config, vocab_size: int = 100) -> int:
+    """Bytes of what one step keeps for backpropagation: about 10 floats per unit, layer and character
+    in the LSTM and 3 per class for the logits."""
+    return 4 * config.batch_size * config.seq_length * (10 * config.hidden * config.num_layers + 3 * vocab_size)
+
+
+def train(config: Config, stop=None) -> dict:
+    """Train (or, with ``resume``, continue) a run; returns the history written to ``history.json``.
+
+    ``stop`` (``cli.StopFlag``, Ctrl-C): when it turns true, the run writes its checkpoint and raises
+    ``cli.Interrupted``.
+    """
+    return _train(config, resume=False, stop=stop)
+
+
+def _train(config: Config, resume: bool, stop=None) -> dict:
+    check(config)  # every setting, before any data is read
+    if config.book not in book_names() and not Path(config.book).is_file():
+        raise UserError(f"--book {config.book} is neither a book ({', '.join(book_names())}) nor a text file")
+    if config.mirror and not Path(config.mirror).is_dir():
+        raise UserError(f"--mirror {config.mirror} is not a folder; give the folder that holds the book files")
+    device = check_device(config.device)
+    out = check_writable(run_folder(config), folder=True)
+    check_memory(memory_estimate(config), f"--batch-size {config.batch_size} x --seq-length {config.seq_length}",
+                 device)
+    checkpoint_path = out / "checkpoint.pt"
+    saved = None
+    if resume:
+        saved = load_checkpoint(checkpoint_path, CHECKPOINT_KEYS)  # RNG states stay CPU tensors
+        resumed_config(Config, saved["config"], config, {f.name for f in fields(Config)})  # names what differs
+        if saved["step"] > config.steps:
+            raise UserError(f"--resume: the checkpoint is at step {saved['step']}, past --steps {config.steps}")
+    out.mkdir(parents=True, exist_ok=True)
     path = resolve_text(config.book, mirror=config.mirror)
     dataset = TextDataset(path, config.seq_length, config.valid_fraction, config.valid_max_chars)
     valid = dataset.valid_data().to(device)
-    out = Path(config.out or ROOT / "runs" / "part2" / Path(config.book).stem)
-    out.mkdir(parents=True, exist_ok=True)
-    checkpoint_path = out / "checkpoint.pt"
 
     torch.manual_seed(config.seed)
     model = TextGenerationModel(dataset.vocab_size, config.hidden, config.num_layers, config.dropout).to(device)
@@ -178,21 +213,13 @@ def _train(config: Config, resume: bool) -> dict:
                "valid_span": list(dataset.valid_span), "environment": environment(),
                "step": [], "loss": [], "accuracy": [], "lr": [], "eval": [], "samples": [], "wall_time_s": 0.0}
     start = 0
-    if resume:
-        if not checkpoint_path.exists():
-            raise FileNotFoundError(f"--resume: no checkpoint at {checkpoint_path}")
-        saved = torch.load(checkpoint_path, map_location="cpu", weights_only=False)  # RNG states stay CPU tensors
-        changed = [k for k in RESUME_KEYS if saved["config"][k] != asdict(config)[k]]
-        if changed:
-            raise ValueError(f"--resume: settings {changed} differ from the checkpoint's; only --steps may change")
-        if saved["step"] > config.steps:
-            raise ValueError(f"--resume: the checkpoint is at step {saved['step']}, past --steps {config.steps}")
+    if saved is not None:
         model.load_state_dict(saved["model"])
         optimizer.load_state_dict(saved["optimizer"])
         scheduler.load_state_dict(saved["scheduler"])
         _set_rng_state(saved["rng"], data_gen, sample_gen, device)
         history = saved["history"]
-        history["config"]["steps"] = config.steps
+        history["config"] = asdict(config)  # the settings that may change, as they are now
         start = saved["step"]
 
     def checkpoint(step: int) -> None:
@@ -237,47 +264,47 @@ def _train(config: Config, resume: bool) -> dict:
             history["wall_time_s"] += time.perf_counter() - tic
             tic = time.perf_counter()
             checkpoint(step)
+        if stop:
+            history["wall_time_s"] += time.perf_counter() - tic
+            checkpoint(step)
+            bar.close()
+            raise Interrupted(f"checkpoint at step {step} in {checkpoint_path}")
     bar.close()
     return history
 
 
-def resume(config: Config) -> dict:
+def resume(config: Config, stop=None) -> dict:
     """Continue the run in ``config.out`` from its checkpoint up to ``config.steps``."""
-    return _train(config, resume=True)
+    return _train(config, resume=True, stop=stop)
 
 
-def parse_args(argv: list[str] | None = None) -> tuple[Config, bool]:
-    defaults = Config()
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    for name, value in asdict(defaults).items():
-        if name == "progress":
-            parser.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bar")
-        elif name == "temperatures":
-            parser.add_argument("--temperatures", type=float, nargs="+", default=value,
-                                help="temperatures of the periodic samples (0 is greedy)")
-        elif name == "mirror":
-            parser.add_argument("--mirror", default=None, help="a folder with the book files (no download)")
-        else:
-            parser.add_argument(f"--{name}", type=type(value), default=value, help=f"(default: {value!r})")
-    parser.add_argument("--resume", action="store_true", help="continue from the run folder's checkpoint")
-    args = vars(parser.parse_args(argv))
-    resume_run = args.pop("resume")
-    return Config(**args), resume_run
+def parse_args(argv: list[str] | None = None) -> tuple[Config, bool, set[str]]:
+    """The command line -> (settings, --resume, the names of the settings typed)."""
+    config, given, options = parse(Config, argv, __doc__, lambda p: p.add_argument(
+        "--resume", action="store_true", help="continue from the run folder's checkpoint, with its settings"))
+    return config, options["resume"], given
 
 
-def main(argv: list[str] | None = None) -> int:
-    config, resume_run = parse_args(argv)
+def main(argv: list[str] | None = None) -> dict:
+    config, resume_run, given = parse_args(argv)
     use_default_threads(THREADS)
+    check(config)
+    if resume_run:  # the checkpoint's settings, and those typed that may change
+        saved = load_checkpoint(run_folder(config) / "checkpoint.pt", CHECKPOINT_KEYS)
+        config = resumed_config(Config, saved["config"], config, given)
     try:
-        history = _train(config, resume=resume_run)
+        with StopFlag() as stop:
+            history = _train(config, resume=resume_run, stop=stop)
     except BookDownloadError as exc:  # offline without a mirror: one line that says what to do
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+        raise UserError(str(exc)) from None
+    except Interrupted as exc:
+        again = command(__spec__.name, config, {"book", "out"} & given, ["--resume"])
+        raise Interrupted(f"{exc}; resume with: {again}") from None
     tail = history["loss"][-100:]
-    print(f"done: {len(history['loss'])} steps, last-100 mean loss {sum(tail) / max(len(tail), 1):.3f}, "
-          f"{history['wall_time_s']:.0f} s; files in {config.out or ROOT / 'runs' / 'part2' / Path(config.book).stem}")
-    return 0
+    print(f"done: {len(history['loss'])} steps, last-100 mean loss {sum(tail) / len(tail):.3f}, "
+          f"{history['wall_time_s']:.0f} s; files in {run_folder(config)}")
+    return history
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    raise SystemExit(run(main))

@@ -89,5 +89,5 @@ def test_train_is_reproducible():
 
 
 def test_unknown_model_is_an_error():
-    with pytest.raises(ValueError, match="model must be one of"):
+    with pytest.raises(ValueError, match="--model gru is not one of"):
         train_module.train(model="gru", train_steps=1, progress=False)

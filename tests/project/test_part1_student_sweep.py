@@ -8,7 +8,6 @@ trains the package's own code.
 """
 from __future__ import annotations
 
-import inspect
 import json
 import os
 import shutil
@@ -16,16 +15,17 @@ import signal
 import subprocess
 import sys
 import time
+from dataclasses import asdict
 from pathlib import Path
 
 import pytest
 
 from solutions.part1 import sweep as sweep_module
-from solutions.part1.train import train
+from solutions.part1.train import Config, train
 
 ROOT = Path(__file__).resolve().parents[2]
 TINY = {"train_steps": 30, "num_hidden": 8, "eval_every": 10}
-TINY_ARGS = ["--train-steps", "30", "--num-hidden", "8", "--eval-every", "10", "--input-lengths", "3-4", "--seeds", "0"]
+TINY_ARGS = ["--steps", "30", "--num-hidden", "8", "--eval-every", "10", "--input-lengths", "3-4", "--seeds", "0"]
 GRID = {(m, t, 0) for m in ("rnn", "lstm") for t in (3, 4)}
 
 
@@ -73,8 +73,7 @@ def test_late_accuracy_is_the_median_of_the_last_evaluations():
 def test_the_options_and_defaults_are_those_of_train(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     args, settings, done = sweep_module.parse_args([])
-    signature = inspect.signature(train).parameters
-    assert settings == {k: p.default for k, p in signature.items() if k not in sweep_module.NOT_SETTINGS}
+    assert settings == {k: v for k, v in asdict(Config()).items() if k not in sweep_module.NOT_SETTINGS}
     assert (args.models, args.input_lengths, args.seeds) == (["rnn", "lstm"], list(range(5, 21)), [0, 1, 2])
     assert args.workers == sweep_module.usable_cores() and done == {}
     assert args.out == Path("results/part1/sweep.json")
@@ -112,8 +111,8 @@ def test_other_settings_stop_before_any_work(full, tmp_path, capsys):
     out = tmp_path / "sweep.json"
     shutil.copy(full, out)
     text = out.read_text()
-    err = one_line_error(capsys, [*TINY_ARGS, "--train-steps", "31", "--out", str(out)])
-    assert "--train-steps 30, not 31" in err and "another --out" in err
+    err = one_line_error(capsys, [*TINY_ARGS, "--train-steps", "31", "--out", str(out)])  # the old spelling, hidden
+    assert "--steps 30, not 31" in err and "another --out" in err
     err = one_line_error(capsys, [*TINY_ARGS, "--learning-rate", "0.01", "--out", str(out)])
     assert "--learning-rate 0.001, not 0.01" in err
     assert out.read_text() == text
@@ -125,8 +124,8 @@ def test_other_settings_stop_before_any_work(full, tmp_path, capsys):
     (["--input-lengths", "five"], "ranges like 5-20"),
     (["--input-lengths", "0-4"], "must be positive"),
     (["--seeds"], "expected at least one"),
-    (["--train-steps", "0"], "--train-steps must be positive"),
-    (["--learning-rate", "0"], "--learning-rate must be positive"),
+    (["--steps", "0"], "--steps 0 is too small: it must be at least 1"),
+    (["--learning-rate", "0"], "--learning-rate 0.0 is too small: it must be above 0"),
     (["--workers", "0"], "--workers must be positive"),
     (["--device", "tpu"], "device"),
     (["--out", "{file}/sweep.json"], "cannot write --out"),
@@ -149,7 +148,7 @@ def test_bad_input_from_the_command_line():
 def test_ctrl_c_keeps_the_finished_runs_and_says_how_to_resume(tmp_path):
     out = tmp_path / "sweep.json"
     # T = 1 finishes in a second, T = 1000 would take a minute
-    args = ["--models", "rnn", "--input-lengths", "1", "1000", "--seeds", "0", "--train-steps", "1000",
+    args = ["--models", "rnn", "--input-lengths", "1", "1000", "--seeds", "0", "--steps", "1000",
             "--num-hidden", "8", "--workers", "2", "--out", str(out)]
     process = subprocess.Popen([sys.executable, "-m", "solutions.part1.sweep", *args], cwd=ROOT,
                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True,

@@ -1,4 +1,5 @@
-"""The batched sweep of experiments/part1_sweep.py trains the same models as separate runs would.
+"""The batched engine (solutions/part1/stacked.py) of the sweep (experiments/part1_sweep.py) trains the same
+models as separate runs would.
 
 In float64, for the RNN and the LSTM and several input lengths (and seeds) at once, the stacked
 models' losses, accuracies, clipped gradients and updated weights equal, step by step, those of
@@ -19,8 +20,10 @@ from pathlib import Path
 import pytest
 import torch
 
-from experiments.part1_sweep import (BatchedTrainer, StackedModels, StackedRecurrence, balanced_shards, batch_of_all,
-                                     held_out_batches, initial_models, left_pad, model_slots, parse_lengths, sweep)
+from experiments.part1_sweep import balanced_shards, sweep
+from solutions.part1.stacked import (BatchedTrainer, StackedModels, StackedRecurrence, batch_of_all, held_out_batches,
+                                     initial_models, left_pad, model_slots)
+from solutions.part1.sweep import parse_lengths
 from solutions.common import seed_everything
 from solutions.part1.models import MODELS
 from solutions.part1.palindrome import palindrome_stream

@@ -11,7 +11,7 @@ import torch
 import torch.nn.functional as F
 
 from solutions.part3 import dynamic, gcn, karate, sequences
-from solutions.part3.train import fit
+from solutions.part3.full_batch import fit
 
 
 def packages():

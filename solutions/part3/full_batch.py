@@ -1,4 +1,4 @@
-"""A full-batch training loop shared by the Part 3 examples (the graphs are small)."""
+"""The full-batch training loop of the Part 3 examples (the graphs are small): ``fit``, not a command."""
 from __future__ import annotations
 
 from typing import Callable
