@@ -4,8 +4,8 @@
 
 ``--input-length`` is the number of digits the model sees; the palindromes are one digit longer.
 The defaults are those of 2019: hidden 128, batch 128, RMSprop with learning rate 1e-3, 10,000
-steps, gradient norm clipped at 10. Accuracy is measured on fresh held-out batches (a stream with
-another seed), not only on the training batch. The result file (JSON) records every setting, the
+steps, gradient norm clipped at 10. Accuracy is measured on held-out palindromes (four batches drawn
+once from a stream with another seed, the same at every evaluation), not only on the training batch. The result file (JSON) records every setting, the
 seed, the versions and the curves.
 """
 from __future__ import annotations
