@@ -6,7 +6,7 @@ BIN    := $(VENV)/bin
 # No OMP_NUM_THREADS needed: importing the package gives torch one thread (common.py, use_default_threads).
 TORCH  ?= auto
 
-.PHONY: FORCE help setup book test grade report assignment student autograder outline rubric batch-grade mutants browser-check clean
+.PHONY: FORCE help setup book test grade report assignment student autograder outline rubric batch-grade mutants browser-check screenshot clean
 
 help:  ## list the commands
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
@@ -65,7 +65,10 @@ BATCH_ARGS  ?=
 batch-grade: setup  ## grade every folder or zip in SUBMISSIONS=... into scores.csv (BATCH_ARGS="--jobs 2" ...)
 	$(BIN)/python -m grader.batch $(SUBMISSIONS) --out scores.csv $(BATCH_ARGS)
 
-browser-check: book  ## open the built book in headless Chromium: equations typeset offline, figures load
+browser-check: book  ## open the built book in headless Chromium: equations typeset offline, figures load, nothing overflows at 1366 px
+	$(BIN)/python -m tools.browser_check _build/html
+
+screenshot: book  ## the same check, and a new docs/screenshot-part1.png (replaces the committed one: commit it only on purpose)
 	$(BIN)/python -m tools.browser_check _build/html --screenshot docs/screenshot-part1.png
 
 clean:  ## remove the built book and caches (keeps .venv)

@@ -10,14 +10,19 @@ For each book this writes, atomically, to ``--out`` (default ``data/part2``):
   of the text; the periodic samples (greedy from a random first character, Table 1, and at
   temperatures 0.5, 1.0, 2.0, Table 2); for each temperature the negative log-likelihood of
   200-character samples under the model and the share of their 8-grams that do not occur in the
-  book; and long continuations of book-appropriate prompts (Question 2.2).
+  training text (the book without its held-out block), the same measure as the held-out block's own
+  share (``heldout_novel_8gram_share``); and long continuations of book-appropriate prompts (Question 2.2).
 - ``<book>.pt``: the final weights and vocabulary (about 1 MB), for live generation in the book.
+
+``--rescore`` recomputes the 8-gram shares of committed results from their saved weights (the
+samples are drawn again, on the CPU, from the same seeds) without training.
 
 Training runs through ``solutions.part2.train`` with its 2019 defaults; its run folders (checkpoints)
 go to ``runs/part2/books/`` (git-ignored), and ``--resume`` continues an interrupted run exactly.
 """
 from __future__ import annotations
 
+import json
 import sys
 import time
 from dataclasses import asdict, dataclass, fields
@@ -55,6 +60,13 @@ def ngrams(text: str, n: int = NGRAM) -> list[str]:
     return [text[i:i + n] for i in range(len(text) - n + 1)]
 
 
+def training_text(text: str, span: tuple[int, int]) -> str:
+    """The text the model trained on: the book without its held-out block (a NUL where it was, so that
+    no n-gram spans the cut)."""
+    a, b = span
+    return text[:a] + "\0" + text[b:]
+
+
 def novelty(texts: list[str], book: str, n: int = NGRAM) -> float:
     """The share of the n-grams of ``texts`` (counted with repeats) that occur nowhere in ``book``."""
     grams = [g for t in texts for g in ngrams(t, n)]
@@ -62,8 +74,9 @@ def novelty(texts: list[str], book: str, n: int = NGRAM) -> float:
     return sum(not seen[g] for g in grams) / len(grams)
 
 
-def temperature_study(model, vocab, text: str, seed: int, n: int = 32, length: int = 200) -> list[dict]:
-    """For each temperature: NLL per character of n samples under the model (tau = 1) and novelty."""
+def temperature_study(model, vocab, training: str, seed: int, n: int = 32, length: int = 200) -> list[dict]:
+    """For each temperature: NLL per character of n samples under the model (tau = 1) and their novelty
+    against ``training``, the text the model trained on (``training_text``)."""
     rows = []
     for temperature in TEMPERATURES:
         gen = torch.Generator().manual_seed(seed)
@@ -73,7 +86,7 @@ def temperature_study(model, vocab, text: str, seed: int, n: int = 32, length: i
         nll = char_nll(model, ids)  # (n, length - 1), the state carried from the first character
         rows.append({"temperature": temperature, "samples": n, "length": length,
                      "nll_per_char": round(nll.mean().item(), 4),
-                     "novel_8gram_share": round(novelty(texts, text), 4),
+                     "novel_8gram_share": round(novelty(texts, training), 4),
                      "distinct_8gram_share": round(len(set(g for t in texts for g in ngrams(t))) /
                                                    sum(len(ngrams(t)) for t in texts), 4),
                      "examples": texts[:4]})
@@ -81,9 +94,10 @@ def temperature_study(model, vocab, text: str, seed: int, n: int = 32, length: i
 
 
 def heldout_reference(text: str, span: tuple[int, int], seed: int, k: int = 2000) -> float:
-    """Novelty of real unseen text: the share of k random 8-grams of the held-out block absent from the rest."""
+    """Novelty of real unseen text: the share of k random 8-grams of the held-out block (counted with
+    repeats, as ``novelty`` counts a sample's) absent from the training text."""
     a, b = span
-    rest = text[:a] + "\0" + text[b:]
+    rest = training_text(text, span)
     gen = torch.Generator().manual_seed(seed)
     starts = torch.randint(a, b - NGRAM + 1, (k,), generator=gen).tolist()
     return round(sum(text[s:s + NGRAM] not in rest for s in starts) / k, 4)
@@ -117,7 +131,7 @@ def run_book(book: str, books: BooksConfig, resume_run: bool = False) -> dict:
     model = load_model_from_run(run_dir, config, history["vocab"], model_path)
     vocab = history["vocab"]
     text = read_text(resolve_text(book, mirror=books.mirror))
-    study = temperature_study(model, vocab, text, books.seed + 2)
+    study = temperature_study(model, vocab, training_text(text, tuple(history["valid_span"])), books.seed + 2)
     result = {
         "command": "python -m experiments.part2_books " + " ".join(sys.argv[1:]),
         "book": book, "settings": asdict(config), "seed": books.seed, "environment": environment(),
@@ -154,15 +168,43 @@ def load_model_from_run(run_dir: Path, config: Config, vocab: list[str], model_p
     return load_model(model_path)[0]
 
 
+def rescore(book: str, args) -> dict:
+    """Recompute the novelty measures of a committed result from its saved weights, without training."""
+    path = Path(args.out) / f"{book}.json"
+    result = json.loads(path.read_text(encoding="utf-8"))
+    model, vocab = load_model(Path(args.out) / result["model_file"])
+    text = read_text(resolve_text(book, mirror=args.mirror))
+    span = tuple(result["valid_span"])
+    study = temperature_study(model, vocab, training_text(text, span), result["seed"] + 2)
+    for old, new in zip(result["temperature_study"], study):
+        if old["examples"] != new["examples"]:
+            raise RuntimeError(f"{book}: the samples at tau = {old['temperature']} differ from the committed ones")
+    result["temperature_study"] = study
+    result["heldout_novel_8gram_share"] = heldout_reference(text, span, result["seed"])
+    result["rescored"] = "python -m experiments.part2_books " + " ".join(sys.argv[1:])
+    atomic_write_json(path, result)
+    print(f"{book}: novel 8-gram shares " + ", ".join(f"tau {r['temperature']}: {r['novel_8gram_share']}" for r in study)
+          + f"; held-out text {result['heldout_novel_8gram_share']}; wrote {path}", flush=True)
+    return result
+
+
 def main(argv: list[str] | None = None) -> int:
-    books, _, options = parse(BooksConfig, argv, __doc__, lambda p: p.add_argument(
-        "--resume", action="store_true", help="continue runs from their checkpoints"), skip=("book",))
+    def options(parser):
+        parser.add_argument("--resume", action="store_true", help="continue runs from their checkpoints")
+        parser.add_argument("--rescore", action="store_true",
+                            help="recompute the novelty measures of the committed results in --out from their weights")
+
+    books, _, extra = parse(BooksConfig, argv, __doc__, options, skip=("book",))
     check(books)
     check_writable(books.out, folder=True)
-    check_writable(books.runs, folder=True)
+    if not extra["rescore"]:
+        check_writable(books.runs, folder=True)
     use_default_threads(THREADS)
     for book in books.books:
-        run_book(book, books, options["resume"])
+        if extra["rescore"]:
+            rescore(book, books)
+        else:
+            run_book(book, books, extra["resume"])
     return 0
 
 

@@ -6,8 +6,11 @@
 For every page: MathJax (served by the book, see ``_config.yml``) finished, every math element that
 Sphinx wrote (``.math``) holds MathJax's output (``mjx-container``), no TeX error (``mjx-merror``),
 no raw ``$$``, ``\\(`` or ``\\[`` left in the text outside code, and every image loaded
-(``naturalWidth > 0``). It then takes a screenshot of a Part 1 page at its first equation for the
-instructor's README.
+(``naturalWidth > 0``), and nothing a reader must see runs out of its column at a common laptop width
+(``WIDTH``): no display equation, code block or cell output whose content is wider than its box
+(``scrollWidth > clientWidth``: cut, or hidden behind a scroll bar) or that reaches past the right
+edge of the article. With ``--screenshot PATH`` it also saves a screenshot of a Part 1 page at its
+first equation (``make screenshot``; ``make browser-check`` only checks, it writes nothing).
 
 Chromium is Debian's package (``apt-get install -y chromium``), started headless with the network
 off by ``tools/cdp.py``: pages are ``file://`` URLs, and every other request goes to a dead proxy
@@ -23,6 +26,7 @@ from pathlib import Path
 from tools.cdp import Chromium, find_chromium
 
 SKIP = {"genindex.html", "search.html", "py-modindex.html"}
+WIDTH, HEIGHT = 1366, 768  # the most common laptop screen: the book must fit its column there
 # Run in the page once MathJax is done: what the reader sees.
 INSPECT = r"""
 (async () => {
@@ -34,6 +38,28 @@ INSPECT = r"""
   let text = '';
   for (let n = walker.nextNode(); n; n = walker.nextNode()) { if (!skip(n.parentElement)) text += n.data + ' '; }
   const raw = ['$$', '\\(', '\\[', '\\begin{'].filter(t => text.includes(t));
+  // What runs out of its column: display math, code and outputs wider than their box, or past the article.
+  function overflowing() {
+    const article = document.querySelector('article, main, body');
+    const edge = article.getBoundingClientRect().right;
+    const seen = new Set(), found = [];
+    const boxes = document.querySelectorAll('mjx-container[display="true"], div.math, .MathJax_Display, pre, ' +
+                                            'div.highlight, .cell_output .output, .output_area, table');
+    for (const el of boxes) {
+      if (seen.has(el) || el.closest('.d-none, [hidden]') || el.offsetParent === null) continue;
+      const wide = el.scrollWidth - el.clientWidth;
+      const past = el.getBoundingClientRect().right - edge;
+      if (wide > 1 || past > 1) {
+        // report the outermost box only: a pre inside an overflowing div.highlight is the same problem
+        for (const inner of el.querySelectorAll('*')) seen.add(inner);
+        const label = el.tagName.toLowerCase() + (el.id ? '#' + el.id : '') +
+                      (el.className && typeof el.className === 'string' ? '.' + el.className.trim().split(/\s+/).join('.') : '');
+        found.push({element: label, by: Math.round(Math.max(wide, past)),
+                    text: (el.textContent || '').trim().replace(/\s+/g, ' ').slice(0, 60)});
+      }
+    }
+    return found;
+  }
   return {
     mathjax: mj && mj.version ? mj.version : null,
     math: math.length,
@@ -42,6 +68,7 @@ INSPECT = r"""
     errors: Array.from(document.querySelectorAll('mjx-merror')).map(e => e.textContent).slice(0, 5),
     raw: raw,
     images: Array.from(document.images).map(i => ({src: i.getAttribute('src'), ok: i.complete && i.naturalWidth > 0})),
+    overflow: overflowing(),
   };
 })()
 """
@@ -59,6 +86,7 @@ def problems(page: dict) -> list[str]:
     if page["raw"]:
         found.append(f"raw TeX left in the text: {page['raw']}")
     found += [f"image did not load: {i['src']}" for i in page["images"] if not i["ok"]]
+    found += [f"{o['element']} runs {o['by']} px out of its column: {o['text']!r}" for o in page.get("overflow", [])]
     return found
 
 
@@ -72,7 +100,7 @@ def check(site: Path, screenshot: Path | None = None, binary: str | None = None,
     if not pages:
         raise FileNotFoundError(f"no HTML pages under {site}: build the book first (make book)")
     report = {}
-    browser = Chromium(binary)
+    browser = Chromium(binary, WIDTH, HEIGHT)
     try:
         for page in pages:
             network = browser.open(page.as_uri())

@@ -19,6 +19,8 @@ Removed from the book (see CONTRIBUTING.md, "Solutions in the book"), for each k
 (``solution``: an answer; ``instructor``: material that needs what students do not get, such as
 ``experiments/`` or the sweep results):
 
+- a chapter for instructors only (a notebook whose metadata has ``"instructor_only": true``, such as
+  ``book/part1/1_6_how_the_sweep_is_computed.ipynb``) is deleted, and its entry in ``_toc.yml`` with it;
 - a notebook cell tagged with the kind (code or Markdown) is deleted with its outputs;
 - in Markdown (``.md`` files and Markdown cells), the lines from ``<!-- BEGIN SOLUTION -->`` to
   ``<!-- END SOLUTION -->`` (``INSTRUCTOR`` likewise), and a fenced admonition or dropdown whose
@@ -144,9 +146,27 @@ def strip_notebook(notebook: dict, where: str = "<notebook>") -> tuple[dict, lis
     return notebook, removed
 
 
+def drop_instructor_chapters(book: Path) -> list[str]:
+    """Delete the chapters marked ``instructor_only`` and their entries in ``book/_toc.yml``; returns their sources."""
+    removed, dropped = [], []
+    for path in sorted(book.rglob("*.ipynb")):
+        notebook = json.loads(path.read_text(encoding="utf-8"))
+        if notebook.get("metadata", {}).get("instructor_only"):
+            removed += ["".join(cell.get("source", "")) for cell in notebook["cells"]]
+            dropped.append(path.relative_to(book).with_suffix("").as_posix())
+            path.unlink()
+    toc = book / "_toc.yml"
+    if dropped and toc.exists():
+        entry = re.compile(r"^\s*- file: (?P<file>\S+)")
+        lines = toc.read_text(encoding="utf-8").splitlines(keepends=True)
+        toc.write_text("".join(line for line in lines
+                               if not (entry.match(line) and entry.match(line)["file"] in dropped)), encoding="utf-8")
+    return removed
+
+
 def strip_book(book: Path) -> list[str]:
-    """Remove every solution from the book folder ``book`` in place; returns the texts removed."""
-    removed: list[str] = []
+    """Remove every solution and instructor-only chapter from the book folder ``book`` in place; returns the texts removed."""
+    removed: list[str] = drop_instructor_chapters(book)
     for path in sorted(book.rglob("*.ipynb")):
         notebook, found = strip_notebook(json.loads(path.read_text(encoding="utf-8")), str(path.relative_to(book)))
         path.write_text(json.dumps(notebook, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")

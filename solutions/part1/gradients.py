@@ -3,7 +3,11 @@
 For the vanilla RNN with loss L = CrossEntropy(p(T), y) averaged over a batch of B sequences::
 
     dL/dW_ph = (y_hat - y) h(T)^T                                   (only the last step)
-    dL/dW_hh = sum_t  delta(t) h(t-1)^T,  delta(t) = diag(1 - h(t)^2) W_hh^T delta_h(t+1) ...
+    dL/dW_hh = sum_t  delta_a(t) h(t-1)^T,   delta_a(t) = diag(1 - h(t)^2) delta_h(t),
+    delta_h(T) = W_ph^T (y_hat - y),         delta_h(t-1) = W_hh^T delta_a(t)
+
+with delta_h(t) = dL/dh(t) and delta_a(t) = dL/da(t) for the pre-activation a(t) of step t, the names
+of the code below
 
 that is, back-propagation through time: the error of the last hidden state is sent back one step at
 a time through W_hh and the tanh derivative, and every step adds its share to dL/dW_hh.

@@ -210,6 +210,18 @@ def test_novelty_counts_ngrams_absent_from_the_book():
     assert novelty(["abcdefgh"], "abcdefgh", n=8) == 0.0
 
 
+def test_samples_and_held_out_text_are_measured_against_the_same_training_text():
+    """Both novelty shares count 8-grams absent from the book without its held-out block."""
+    from experiments.part2_books import heldout_reference, novelty, training_text
+    text = "the cat sat on the mat. " * 4 + "QUITE UNSEEN WORDS HERE" + " the cat sat on the mat." * 4
+    span = (96, 96 + len("QUITE UNSEEN WORDS HERE"))
+    training = training_text(text, span)
+    assert "UNSEEN" not in training and "mat. the" in training
+    assert novelty(["QUITE UNSEEN WORDS HERE"], training) == 1.0  # a sample that copies the held-out block is new
+    assert heldout_reference(text, span, seed=0, k=50) == 1.0
+    assert novelty(["the cat sat on the mat."], training) == 0.0
+
+
 @needs_mirror
 @pytest.mark.slow
 @pytest.mark.timeout(300)
