@@ -29,7 +29,7 @@ from solutions.part2 import train as part2
 ROOT = Path(__file__).resolve().parents[2]
 COMMANDS = {"part1": part1.main, "part2": part2.main, "sweep": part1_sweep.main, "books": part2_books.main,
             "student-sweep": student_sweep.main, "karate": part3_karate.main, "benchmark": part1_benchmark.main}
-NOT_SETTINGS = ("-h, --help", "--resume")  # options without a default to show
+NOT_SETTINGS = ("-h, --help", "--resume", "--rescore")  # switches, without a default to show
 BOOK = ["--book", "communist_manifesto"]
 
 # (command, arguments, what the one line says); {tmp} is an empty folder, {garbage} a damaged checkpoint's
