@@ -31,7 +31,8 @@ def sample_next(logits: torch.Tensor, temperature: float = 0.0,
         LongTensor (B,) of character ids.
 
     Raises:
-        ValueError: for a negative or non-finite temperature.
+        ValueError: for a negative or non-finite temperature, or one so small that logits / temperature
+            overflows (use 0 for greedy).
     """
     raise NotImplementedError("Question 2.1 (b), (c): implement sample_next (greedy and with temperature)")
 

@@ -31,7 +31,8 @@ def sample_next(logits: torch.Tensor, temperature: float = 0.0,
         LongTensor (B,) of character ids.
 
     Raises:
-        ValueError: for a negative or non-finite temperature.
+        ValueError: for a negative or non-finite temperature, or one so small that logits / temperature
+            overflows (use 0 for greedy).
     """
     ### BEGIN SOLUTION Question 2.1 (b), (c): implement sample_next (greedy and with temperature)
     temperature = float(temperature)
@@ -39,6 +40,8 @@ def sample_next(logits: torch.Tensor, temperature: float = 0.0,
         raise ValueError(f"temperature must be a finite number >= 0 (0: greedy), got {temperature!r}")
     if temperature == 0.0:
         return logits.argmax(dim=-1)
+    if torch.isinf(logits / temperature).any():
+        raise ValueError(f"temperature {temperature!r} is too small: logits / temperature overflows (0 is greedy)")
     probs = torch.softmax(logits / temperature, dim=-1)
     return torch.multinomial(probs, num_samples=1, generator=generator).squeeze(-1)
     ### END SOLUTION

@@ -151,6 +151,14 @@ def test_memory_warning_for_large_runs(capsys):
     assert capsys.readouterr().err.startswith("warning: --batch-size 10 needs about")
 
 
+@pytest.mark.parametrize("temperature", [-1.0, float("nan"), float("inf"), 1e-300])
+def test_sample_next_names_a_temperature_it_cannot_use(temperature):
+    from solutions.part2.sampling import sample_next
+    with pytest.raises(ValueError, match="temperature") as error:
+        sample_next(torch.tensor([[3.0, -2.0, 0.5]]), temperature)
+    assert "\n" not in str(error.value) and repr(temperature) in str(error.value)
+
+
 def test_defaults_are_written_once():
     """Each setting's default lives in one dataclass; the sweep and the student sweep reuse Part 1's."""
     assert {f.name for f in fields(part1.Settings)} <= {f.name for f in fields(part1_sweep.SweepConfig)}
