@@ -11,7 +11,7 @@ file of the reference package (``old`` occurs exactly once in it and becomes ``n
     file = "part1/models.py"
     question = "1.2"
     misconception = "the hidden state skips the tanh non-linearity"
-    feedback = "the tanh is missing"  # what the student reads names it: a phrase of the failure message
+    feedback = "the tanh is missing"  # the phrase of the failure message that names it (required)
     old = "..."
     new = "..."
 
@@ -61,7 +61,7 @@ class Entry:
     why: str  # the misconception (mutant) or the reason it is right (alternative)
     old: str
     new: str
-    feedback: str = ""  # mutants: a phrase that the failure messages must contain (case-insensitive)
+    feedback: str = ""  # mutants: the phrase of the failure message that names the misconception (case-insensitive)
 
 
 @dataclass
@@ -100,7 +100,8 @@ def load_catalogue(folder: Path = CATALOGUE, package: Path = ROOT / "solutions")
         for kind, sentence in KINDS.items():
             for raw in data.get(kind, []):
                 where = f"{path.name}: {kind} {raw.get('id', '?')!r}"
-                missing = [k for k in ("id", "file", "question", sentence, "old", "new") if not raw.get(k)]
+                required = ("id", "file", "question", sentence, "old", "new") + (("feedback",) if kind == "mutant" else ())
+                missing = [k for k in required if not raw.get(k)]
                 if missing:
                     raise CatalogueError(f"{where}: missing {', '.join(missing)}")
                 if raw["id"] in seen:

@@ -125,16 +125,30 @@ FORBIDDEN = {"torch.nn.modules.linear.Linear", "torch.nn.modules.linear.Bilinear
 def check_new_model(new, shapes):
     params = new["parameters"]
     got = {k: tuple(v.shape) for k, v in params.items()}
+    missing = sorted(set(shapes) - set(got))
+    assert not missing or set(got) - set(shapes), (
+        f"the parameters {missing} are missing: named_parameters() lists a Parameter once, so several names given "
+        "the same Parameter object (shared weights) count as one; give each its own")
+    for name in set(got) & set(shapes):
+        assert got[name] != shapes[name][::-1] or len(set(shapes[name])) == 1, (
+            f"{name} has shape {list(got[name])}, the transpose of {list(shapes[name])}: weights are [out, in], "
+            "as the model computes x @ W.T")
     assert got == shapes, f"parameters (name: shape) are {got}, expected {shapes}"
     used = sorted({c for classes in new["classes"] for c in classes} & FORBIDDEN)
     assert not used, f"Part 1 forbids torch.nn.Linear, RNN and LSTM; the model uses {used}"
     for name, w in params.items():
+        if not name.startswith("W_"):
+            assert not w.any(), f"the bias {name} must start at zero"
+
+
+def check_ranges(new):
+    """Every weight of a new model of the default size within Glorot's range, and not near constant (after
+    check_glorot, whose messages name the common wrong distributions)."""
+    for name, w in new["parameters"].items():
         if name.startswith("W_"):
             bound = math.sqrt(6 / sum(w.shape))
             assert w.abs().max() <= bound * (1 + 1e-6), f"{name} is outside the Glorot uniform range ±{bound:.3f}"
             assert w.std() > bound / 4, f"{name} looks constant or too small for Glorot initialisation"
-        else:
-            assert not w.any(), f"the bias {name} must start at zero"
 
 
 GLOROT_SIZES = {"input_dim": 20, "num_hidden": 30, "num_classes": 10}  # every weight non-square but W_zh
@@ -158,7 +172,11 @@ def check_glorot(run, cls_name):
         glorot = f"Glorot's uniform range ±sqrt(6/(fan_in + fan_out)) = ±{bound:.4f}"
         for other, mistake in ((1 / math.sqrt(n), "uniform in ±1/sqrt(num_hidden), torch.nn.RNN/LSTM's default"),
                                (math.sqrt(3 / fan_in), "uniform in ±sqrt(3/fan_in): Glorot's bound from the fan-in "
-                                                       "alone, sqrt(6/(2 fan_in))")):
+                                                       "alone, sqrt(6/(2 fan_in))"),
+                               (5 / 3 * bound, "xavier_uniform_ with the tanh gain 5/3 (calculate_gain('tanh')); "
+                                               "the assignment's Glorot range has gain 1"),
+                               (math.sqrt(6 / (fan_in + 4 * fan_out)), "Glorot for the four gates stacked, fan-out "
+                                "4 num_hidden as torch.nn.LSTM stores them; each gate's matrix has its own fan-out")):
             if abs(other - bound) > 0.02 * bound and abs(largest / other - 1) < 0.02:
                 raise AssertionError(f"{name} {size} looks {mistake}, not {glorot}")
         if largest > bound * (1 + 1e-6) and abs(ratio - 1) < 0.15:
@@ -166,7 +184,8 @@ def check_glorot(run, cls_name):
                                  f"{largest:.4f}, outside {glorot}: a normal distribution (xavier_normal_ or an "
                                  "orthogonal matrix) instead of the uniform one?")
         assert largest <= bound * (1 + 1e-6), f"{name} {size} has values up to {largest:.4f}, outside {glorot}"
-        assert largest >= 0.95 * bound, f"{name} {size} stays within ±{largest:.4f}, it does not fill {glorot}"
+        small = ": small random weights (such as 0.01 * randn) instead of Glorot's" if largest < bound / 4 else ""
+        assert largest >= 0.95 * bound, f"{name} {size} stays within ±{largest:.4f}, it does not fill {glorot}{small}"
         assert abs(ratio - 1) < 0.15, (f"the variance of {name} {size} is {ratio:.2f} times Glorot's 2/(fan_in + "
                                        f"fan_out) = {bound ** 2 / 3:.5f}")
         u = ((values.flatten() / bound + 1) / 2).sort().values  # uniform on [0, 1] if the weights are
@@ -199,8 +218,12 @@ def logits(load, cls_name, weights, x):
 
 def check_logits(run, cls_name, weights, x):
     got = run(logits, cls_name=cls_name, weights=weights, x=x)
-    expected = reference_logits(cls_name, weights, x.unsqueeze(-1) if x.dim() == 2 else x)
+    x3 = x.unsqueeze(-1) if x.dim() == 2 else x  # [B, T, d]
+    expected = reference_logits(cls_name, weights, x3)
     assert got.shape == expected.shape, f"logits have shape {list(got.shape)}, expected [B, K] = {list(expected.shape)}"
+    for mistake, wrong in forward_mistakes(cls_name, weights, x3).items():
+        assert not (torch.allclose(got, wrong) and not torch.allclose(wrong, expected)), \
+            f"{cls_name}(x) gives the logits of a forward pass where {mistake}"
     torch.testing.assert_close(got, expected, msg=close(f"{cls_name}(x) for x of shape {list(x.shape)} differs "
                                                           "from W_ph h(T) + b_p"))
 
@@ -210,8 +233,10 @@ def check_logits(run, cls_name, weights, x):
 @pytest.mark.points(1, question="1.2")
 def test_rnn_parameters(run):
     """VanillaRNN has W_hx, W_hh, b_h, W_ph, b_p with Glorot weights and zero biases"""
-    check_new_model(run(new_model, cls_name="VanillaRNN"), rnn_shapes())
+    new = run(new_model, cls_name="VanillaRNN")
+    check_new_model(new, rnn_shapes())
     check_glorot(run, "VanillaRNN")
+    check_ranges(new)
 
 
 @pytest.mark.points(2, question="1.2")
@@ -241,13 +266,122 @@ def rnn_step_mistakes(weights, x):
              "the sigmoid replaces the tanh": lambda x_t, h: torch.sigmoid(x_t @ W_hx.T + h @ W_hh.T + b_h),
              "the tanh is missing": lambda x_t, h: x_t @ W_hx.T + h @ W_hh.T + b_h,
              "the bias b_h is missing": lambda x_t, h: torch.tanh(x_t @ W_hx.T + h @ W_hh.T),
-             "the previous hidden state is ignored (no recurrence)": lambda x_t, h: torch.tanh(x_t @ W_hx.T + b_h)}
+             "the previous hidden state is ignored (no recurrence)": lambda x_t, h: torch.tanh(x_t @ W_hx.T + b_h),
+             "a ReLU replaces the tanh": lambda x_t, h: torch.relu(x_t @ W_hx.T + h @ W_hh.T + b_h),
+             "the tanh squashes only the input part; W_hh h(t-1) must be inside it":
+                 lambda x_t, h: torch.tanh(x_t @ W_hx.T + b_h) + h @ W_hh.T}
     wrong = {}
     for mistake, rule in rules.items():
         h, wrong[mistake] = x.new_zeros(x.shape[0], W_hh.shape[0]), []
         for t in range(x.shape[1]):
             h = rule(x[:, t], h)
             wrong[mistake].append(h)
+    return wrong
+
+
+def rnn_cell(weights):
+    """h(t) = tanh(W_hx x(t) + W_hh h(t-1) + b_h) as a function of (x_t, state)."""
+    return lambda x_t, h: torch.tanh(x_t @ weights["W_hx"].T + h @ weights["W_hh"].T + weights["b_h"])
+
+
+LSTM_RULES = {  # a common wrong LSTM step: the rule lstm_cell changes, to name the mistake
+    "the candidate g uses a sigmoid instead of the tanh": {"g": torch.sigmoid},
+    "the input and forget gates are swapped": {"swap_if": True},
+    "the output gate uses a tanh instead of a sigmoid": {"o": torch.tanh},
+    "the forget gate is missing: c(t) = g i + c(t-1)": {"forget": False},
+    "h(t) = c(t) o, without the tanh of the cell": {"h_tanh": False},
+    "h(t) is computed from the old cell c(t-1), before the cell is updated": {"old_cell": True},
+    "the recurrent products are h @ W_zh instead of h @ W_zh.T": {"transpose": False},
+    "the gates ignore the previous hidden state h(t-1)": {"recurrent": False},
+    "the new cell state is squashed by a tanh, c(t) = tanh(g i + c(t-1) f)": {"squash": True},
+    "the state pair is read as (c, h), although step returns (h, c)": {"swap_state": True},
+}
+
+
+def lstm_cell(weights, g=torch.tanh, o=torch.sigmoid, swap_if=False, forget=True, h_tanh=True, old_cell=False,
+              transpose=True, recurrent=True, squash=False, swap_state=False):
+    """The LSTM step of the assignment as a function of (x_t, (h, c)) -> (h, c); the options make it wrong."""
+    def step(x_t, state):
+        h, c = reversed(state) if swap_state else state
+        def affine(z):  # noqa: E306
+            W_h = weights[f"W_{z}h"].T if transpose else weights[f"W_{z}h"]
+            return x_t @ weights[f"W_{z}x"].T + (h @ W_h if recurrent else 0) + weights[f"b_{z}"]
+        i, f = (torch.sigmoid(affine("f")), torch.sigmoid(affine("i"))) if swap_if else \
+            (torch.sigmoid(affine("i")), torch.sigmoid(affine("f")))
+        new_c = g(affine("g")) * i + (c * f if forget else c)
+        new_c = torch.tanh(new_c) if squash else new_c
+        out = c if old_cell else new_c
+        return (torch.tanh(out) if h_tanh else out) * o(affine("o")), new_c
+    return step
+
+
+@torch.no_grad()
+def lstm_states(step, x, n):
+    """[(h(t), c(t)) for t = 1..T] of ``step`` fed its own state back, from h(0) = c(0) = 0 [B, n]."""
+    state, found = (x.new_zeros(x.shape[0], n),) * 2, []
+    for t in range(x.shape[1]):
+        state = step(x[:, t], state)
+        found.append(state)
+    return found
+
+
+def same_states(a, b) -> bool:
+    return len(a) == len(b) and all(torch.allclose(p, q) for s, r in zip(a, b) for p, q in zip(s, r))
+
+
+def lstm_step_mistakes(weights, x):
+    """The states [(h(t), c(t))] from zeros that each of LSTM_RULES gives."""
+    n = weights["W_ph"].shape[1]
+    return {mistake: lstm_states(lstm_cell(weights, **rule), x, n) for mistake, rule in LSTM_RULES.items()}
+
+
+@torch.no_grad()
+def forward_mistakes(cls_name, weights, x):
+    """The logits [B, K] that common wrong forward passes give for x [B, T, d]: to name the mistake."""
+    lstm = cls_name == "LSTM"
+    step = lstm_cell(weights) if lstm else rnn_cell(weights)
+    zeros = x.new_zeros(x.shape[0], weights["W_ph"].shape[1])
+    start = (zeros, zeros) if lstm else zeros
+
+    def states(xs, state=start, carry=lambda new: new):  # every state of the loop over xs [B, T', d]
+        found = []
+        for t in range(xs.shape[1]):
+            state = step(xs[:, t], carry(state))
+            found.append(state)
+        return found
+
+    def hidden(state):
+        return state[0] if lstm else state
+
+    def out(h):
+        return h @ weights["W_ph"].T + weights["b_p"]
+
+    every = states(x)
+    wrong = {
+        "the logits come from the first hidden state h(1), not the last h(T)": out(hidden(every[0])),
+        "the loop skips the first input x(1) (range(1, T))": out(hidden(states(x[:, 1:])[-1])),
+        "the loop never reads the last input x(T) (range(T - 1))": out(hidden(states(x[:, :-1])[-1])),
+        "the sequence is read backwards": out(hidden(states(x.flip(1))[-1])),
+        "forward returns softmax probabilities instead of the logits F.cross_entropy expects":
+            torch.softmax(out(hidden(every[-1])), dim=1),
+        "the logits come from the mean of all hidden states instead of the last one":
+            out(torch.stack([hidden(s) for s in every]).mean(0)),
+    }
+    if lstm:
+        wrong.update({
+            "the logits come from the cell state c(T) instead of the hidden state h(T)": out(every[-1][1]),
+            "the cell state is reset to zero at every step; only h is carried":
+                out(states(x, carry=lambda s: (s[0], zeros))[-1][0]),
+            "the hidden state is reset to zero at every step; only the cell is carried":
+                out(states(x, carry=lambda s: (zeros, s[1]))[-1][0]),
+            "the pair returned by step is unpacked as (c, h)": out(states(x, carry=lambda s: (s[1], s[0]))[-1][1]),
+        })
+    else:
+        wrong.update({
+            "the hidden state is reset to zero at every step instead of carried over":
+                out(states(x, carry=lambda s: zeros)[-1]),
+            "the hidden state starts at ones instead of h(0) = 0": out(states(x, state=torch.ones_like(zeros))[-1]),
+        })
     return wrong
 
 
@@ -333,6 +467,12 @@ def test_train_step_clips_global_norm(run):
     assert first["loss"] != pytest.approx(double_softmax, rel=1e-9), \
         f"train_step returned the loss {first['loss']}: a softmax was applied before F.cross_entropy, which takes " \
         f"the logits and applies the log-softmax itself (expected {expected_loss})"
+    for mistake, wrong_loss in {"F.nll_loss on the raw logits, without the log-softmax":
+                                F.nll_loss(expected_logits, y).item(),
+                                "the log-softmax over the batch (dim=0) instead of the classes":
+                                F.nll_loss(F.log_softmax(expected_logits, dim=0), y).item()}.items():
+        assert first["loss"] != pytest.approx(wrong_loss, rel=1e-9), \
+            f"train_step returned the loss {first['loss']}: {mistake} (expected {expected_loss})"
     assert first["loss"] == pytest.approx(expected_loss, rel=1e-9), \
         f"train_step returned the loss {first['loss']}, expected {expected_loss}: " \
         "the mean cross-entropy of the batch before the update"
@@ -340,7 +480,8 @@ def test_train_step_clips_global_norm(run):
         f"train_step returned the accuracy {first['accuracy']}, expected {expected_accuracy}: " \
         "the share of rows whose largest logit is the target"
     g_norms = {name: g.norm().item() for name, g in grads.items()}
-    wrong = {"the step used the unclipped gradients: clip after backward() and before optimizer.step()":
+    wrong = {"the step used the unclipped gradients: clip after backward() and before optimizer.step(), at "
+             "max_norm (the argument, not a fixed number)":
              {name: w - lr * grads[name] for name, w in weights.items()},
              "the gradient is clipped per parameter, not by the global norm of all the parameters together":
              {name: w - lr * min(1.0, max_norm / (g_norms[name] + 1e-6)) * grads[name] for name, w in weights.items()},
@@ -410,30 +551,54 @@ def test_rnn_gradients_by_hand_match_autograd(run):
             f"dL/d{name} must be a tensor of the shape of {name}, {list(weights[name].shape)}"
         assert not torch.allclose(got, B * w[name].grad), \
             f"dL/d{name} is B = {B} times autograd's: the gradient is summed over the batch, but the loss is the mean"
+    right = bptt(weights, x, y)
+    for mistake, rule in GRADIENT_RULES.items():
+        wrong = bptt(weights, x, y, **rule)
+        assert not (all(torch.allclose(a, b) for a, b in zip((grad_W_ph, grad_W_hh), wrong))
+                    and not all(torch.allclose(a, b) for a, b in zip(right, wrong))), \
+            f"dL/dW_ph and dL/dW_hh are those of backpropagation where {mistake}"
     torch.testing.assert_close(grad_W_ph, w["W_ph"].grad, msg=close("dL/dW_ph differs from autograd's"))
     assert not torch.allclose(grad_W_hh, w["W_hh"].grad.T), \
         "dL/dW_hh is the transpose of autograd's: each step adds delta(t) h(t-1)^T ([n, n], row i from h_i's error)"
-    without_derivative = bptt_W_hh(weights, x, y, tanh_derivative=False)
-    assert not torch.allclose(grad_W_hh, without_derivative), \
+    assert not torch.allclose(grad_W_hh, bptt(weights, x, y, derivative=lambda hs, t: 1)[1]), \
         "dL/dW_hh misses the tanh derivative: each step back multiplies the error by 1 - h(t)^2"
-    assert not torch.allclose(grad_W_hh, bptt_W_hh(weights, x, y, steps_back=1)), \
+    assert not torch.allclose(grad_W_hh, bptt(weights, x, y, steps_back=1)[1]), \
         "dL/dW_hh has only the last step's share: sum delta(t) h(t-1)^T over every time step t = T, ..., 1"
     torch.testing.assert_close(grad_W_hh, w["W_hh"].grad, msg=close("dL/dW_hh differs from autograd's"))
 
 
-def bptt_W_hh(weights, x, y, tanh_derivative=True, steps_back=None):
-    """dL/dW_hh by hand, or as a common mistake gives it (no tanh derivative, only the last steps): to name it."""
+GRADIENT_RULES = {  # a common mistake of backpropagation through time: the rule bptt changes, to name it
+    "the tanh derivative of step t is taken at h(t-1) instead of h(t)": {"derivative": lambda hs, t: 1 - hs[t - 1] ** 2},
+    "the derivative 1 - tanh(a)^2 is applied to h = tanh(a) again, as 1 - tanh(h)^2":
+        {"derivative": lambda hs, t: 1 - torch.tanh(hs[t]) ** 2},
+    "the sigmoid's derivative h (1 - h) is used for the tanh": {"derivative": lambda hs, t: hs[t] * (1 - hs[t])},
+    "the error goes back to h(t-1) as delta @ W_hh.T; for row batches it is delta @ W_hh": {"back": lambda W: W.T},
+    "dL/dW_hh is overwritten at every step instead of summed over time": {"accumulate": False},
+    "the share of step t multiplies the error by h(t) instead of that step's input h(t-1)": {"state": 0},
+    "the softmax is taken over the batch (dim=0) instead of the classes": {"softmax": lambda p: torch.softmax(p, 0)},
+    "the output error is p - y with the raw logits instead of softmax(p) - y": {"softmax": lambda p: p},
+    "dL/dW_ph uses h(T-1) instead of the last hidden state h(T)": {"output": -2},
+    "the hand-written forward pass forgets the bias b_h": {"bias": False},
+    "the forward pass multiplies h(t-1) by W_hh instead of W_hh.T": {"forward": lambda W: W},
+}
+
+
+@torch.no_grad()
+def bptt(weights, x, y, derivative=lambda hs, t: 1 - hs[t] ** 2, back=lambda W: W, accumulate=True, state=1,
+         softmax=lambda p: torch.softmax(p, 1), output=-1, bias=True, forward=lambda W: W.T, steps_back=None):
+    """[dL/dW_ph, dL/dW_hh] by hand for x [B, T], y [B]; the options give a common mistake's instead."""
     W_hx, W_hh, b_h, W_ph, b_p = (weights[k].detach() for k in ("W_hx", "W_hh", "b_h", "W_ph", "b_p"))
     hs = [torch.zeros(x.shape[0], W_hh.shape[0], dtype=x.dtype)]
     for t in range(x.shape[1]):
-        hs.append(torch.tanh(x[:, t:t + 1] @ W_hx.T + hs[-1] @ W_hh.T + b_h))
-    delta = (torch.softmax(hs[-1] @ W_ph.T + b_p, dim=1) - F.one_hot(y, W_ph.shape[0])) / x.shape[0] @ W_ph
+        hs.append(torch.tanh(x[:, t:t + 1] @ W_hx.T + hs[-1] @ forward(W_hh) + (b_h if bias else 0)))
+    error = (softmax(hs[-1] @ W_ph.T + b_p) - F.one_hot(y, W_ph.shape[0])) / x.shape[0]  # [B, K]
+    grad_W_ph, delta = error.T @ hs[output], error @ W_ph
     grad = torch.zeros_like(W_hh)
     for t in range(x.shape[1], 0 if steps_back is None else x.shape[1] - steps_back, -1):
-        delta = delta * (1 - hs[t] ** 2) if tanh_derivative else delta
-        grad += delta.T @ hs[t - 1]
-        delta = delta @ W_hh
-    return grad
+        delta = delta * derivative(hs, t)
+        grad = grad + delta.T @ hs[t - state] if accumulate else delta.T @ hs[t - state]
+        delta = delta @ back(W_hh)
+    return [grad_W_ph, grad]
 
 
 # ---------------------------------------------------------------- 1.3 and 1.6: learning short palindromes
@@ -496,14 +661,27 @@ def test_lstm_parameter_count(run):
                 (3, 4, 2): 4 * (12 + 16 + 4) + 8 + 2}
     got = run(lstm_parameter_counts, arguments=list(expected))
     for (triple, want), count in zip(expected.items(), got, strict=True):
+        d, n, k = triple
+        for mistake, wrong in {"the biases are not counted": 4 * (n * d + n * n) + n * k,
+                               "only one gate is counted, not the four (g, i, f, o)": n * d + n * n + n + n * k + k,
+                               "the candidate g is not counted as a gate with its own weights":
+                                   3 * (n * d + n * n + n) + n * k + k,
+                               "each gate has two biases, as in torch.nn.LSTM; the assignment's gates have one":
+                                   4 * (n * d + n * n + 2 * n) + n * k + k,
+                               "the output layer W_ph, b_p is left out": 4 * (n * d + n * n + n),
+                               "the recurrent weights are counted as [n, d] instead of [n, n]":
+                                   4 * (2 * n * d + n) + n * k + k}.items():
+            assert count != wrong or wrong == want, f"lstm_parameter_count{triple} returned {count}: {mistake}"
         assert count == want, f"lstm_parameter_count{triple} returned {count}, expected {want}"
 
 
 @pytest.mark.points(1, question="1.6")
 def test_lstm_parameters(run):
     """LSTM has W_zx, W_zh, b_z for z in g, i, f, o and W_ph, b_p; Glorot weights, zero biases"""
-    check_new_model(run(new_model, cls_name="LSTM"), lstm_shapes())
+    new = run(new_model, cls_name="LSTM")
+    check_new_model(new, lstm_shapes())
     check_glorot(run, "LSTM")
+    check_ranges(new)
 
 
 @pytest.mark.points(3, question="1.6")
@@ -513,9 +691,15 @@ def test_lstm_step_matches_torch(run):
     states = run(step_states, cls_name="LSTM", weights=weights, x=x)
     lstm = torch_lstm(weights)
     assert len(states) == T, f"{len(states)} states for {T} steps"
-    for t, state in enumerate(states):
+    for state in states:
         assert isinstance(state, list) and len(state) == 2, "LSTM.step returns the pair (h(t), c(t))"
-        h, c = state
+        assert all(isinstance(v, torch.Tensor) and v.shape == (B, N) for v in state), \
+            "h(t) and c(t) are tensors of shape [B, num_hidden]"
+    right = lstm_states(lstm_cell(weights), x, N)
+    for mistake, wrong in lstm_step_mistakes(weights, x).items():
+        assert not (same_states(states, wrong) and not same_states(right, wrong)), \
+            f"the states (h(t), c(t)) are those of a step where {mistake}"
+    for t, (h, c) in enumerate(states):
         with torch.no_grad():
             _, (h_ref, c_ref) = lstm(x[:, : t + 1])  # [1, B, N] each
         torch.testing.assert_close(c, c_ref[0], msg=close(f"cell state c({t + 1}) differs from torch.nn.LSTM's"))

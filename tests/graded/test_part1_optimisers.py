@@ -66,7 +66,7 @@ def follows(ours, theirs):
     """Whether two trajectories are the same, step by step (to the tolerance of the comparison below)."""
     return len(ours) == len(theirs) and all(
         len(mine) == len(want) and all(isinstance(p, torch.Tensor) and p.shape == q.shape
-                                       and torch.allclose(p, q, rtol=1e-9, atol=1e-10) for p, q in zip(mine, want))
+                                       and torch.allclose(p, q, rtol=1e-9, atol=1e-10, equal_nan=True) for p, q in zip(mine, want))
         for mine, want in zip(ours, theirs))
 
 

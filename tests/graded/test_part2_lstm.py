@@ -126,8 +126,10 @@ def run_explained(run, hint, function, **arguments):
     """``run``, with ``hint`` put before the student's traceback when the probe fails."""
     try:
         return run(function, **arguments)
-    except pytest.fail.Exception as exc:
+    except pytest.fail.Exception as exc:  # the autograder: the probe failed in its sandbox
         pytest.fail(f"{hint}\n{exc.msg}", pytrace=False)
+    except Exception as exc:  # one process (pytest tests/graded): the student's exception itself
+        raise AssertionError(f"{hint}\n{type(exc).__name__}: {exc}") from exc
 
 
 # ---------------------------------------------------------------- probes' helpers (run with student code)
@@ -145,13 +147,22 @@ def build_model(load, weights):
 
 @probe
 def model_facts(load, weights, x):
-    """The shapes forward returns, and what ``model.lstm`` is (also with dropout=0.25)."""
-    model = build_model(load, weights)
+    """How the model builds its layers, then the shapes forward returns and what ``model.lstm`` is (also with
+    dropout=0.25); ``load_error`` if the weights of the spec do not fit the model."""
+    built = load("part2.model").TextGenerationModel(*sizes(weights))
+    lstm, output = getattr(built, "lstm", None), getattr(built, "output", None)
+    layers = {"input_size": getattr(lstm, "input_size", None), "hidden_size": getattr(lstm, "hidden_size", None),
+              "bidirectional": getattr(lstm, "bidirectional", None), "batch_first": getattr(lstm, "batch_first", None),
+              "output": list(output.weight.shape) if isinstance(getattr(output, "weight", None), torch.Tensor) else None}
+    try:
+        model = build_model(load, weights)
+    except RuntimeError as error:
+        return {"built": layers, "load_error": str(error)}
     lstm = model.lstm
     with torch.no_grad():
         logits, (h, c) = model(x)
     with_dropout = load("part2.model").TextGenerationModel(*sizes(weights), dropout=0.25)
-    return {"logits": list(logits.shape), "h": list(h.shape), "c": list(c.shape),
+    return {"built": layers, "logits": list(logits.shape), "h": list(h.shape), "c": list(c.shape),
             "is_nn_LSTM": isinstance(lstm, torch.nn.LSTM), "num_layers": getattr(lstm, "num_layers", None),
             "hidden_size": getattr(lstm, "hidden_size", None), "batch_first": getattr(lstm, "batch_first", None),
             "dropout": getattr(lstm, "dropout", None),
@@ -164,6 +175,22 @@ def test_model_shapes(run):
     for vocab, hidden, layers in ((V, H, LAYERS), (5, 4, 3)):
         facts = run(model_facts, weights=make_weights(vocab, hidden, layers), x=ids(vocab=vocab))
         setting = f"TextGenerationModel({vocab}, hidden={hidden}, num_layers={layers}) on ids ({B}, {T})"
+        built = facts["built"]
+        for wrong, mistake in (
+                (built["bidirectional"], "a bidirectional LSTM reads the characters it must predict: one direction"),
+                (built["batch_first"] is False, "nn.LSTM is built without batch_first=True, so it reads the (B, T, V) "
+                                               "one-hot as (T, B, V)"),
+                (built["input_size"] == hidden and built["hidden_size"] == vocab != hidden,
+                 "the LSTM's input size and hidden size are swapped: nn.LSTM(V, H)"),
+                (built["hidden_size"] == vocab != hidden, "the LSTM's hidden size is the vocabulary size, not H"),
+                (built["output"] == [hidden, vocab] != [vocab, hidden], "the output layer maps V to H; it maps H to V")):
+            assert not wrong, f"{setting}: {mistake}"
+        if "load_error" in facts:
+            raise AssertionError(f"{setting}: the parameters of the spec do not fit the model: {facts['load_error']}")
+        assert facts["logits"] != [T, B, vocab] or B == T, \
+            f"{setting}: logits of shape {facts['logits']}, time-major (T, B, V); the model is batch-first (B, T, V)"
+        assert facts["logits"] != [B, vocab], \
+            f"{setting}: logits of shape {facts['logits']}: the output layer was applied to the last step only"
         assert facts["logits"] == [B, T, vocab], f"{setting}: logits of shape {facts['logits']}"
         assert facts["h"] == [layers, B, hidden] and facts["c"] == [layers, B, hidden], (
             f"{setting}: h of shape {facts['h']} and c of shape {facts['c']}, not (layers, B, H)")
@@ -203,6 +230,12 @@ def forward_mistake(got, weights, x, state):
             return "forward ignores the state it is given and starts from zeros: pass it to self.lstm"
     if got["logits"].dim() == 2:
         return "the output layer was applied to the last step only: apply it at every step, (B, T, V)"
+    lstm_out = (logits - weights["output.bias"].double()) @ torch.linalg.pinv(weights["output.weight"].double().T)
+    squashed = torch.tanh(lstm_out) @ weights["output.weight"].double().T + weights["output.bias"].double()
+    if is_close(got["logits"], squashed):
+        return "a tanh was applied to the LSTM's output before the output layer; nn.LSTM's h is already squashed"
+    if state is None and not is_close(got["logits"], logits) and not is_close(got["again"], got["logits"]):
+        return "the state does not start at zeros (random?): without a state, start from h = c = 0"
     return ""
 
 
@@ -279,7 +312,8 @@ def expected_update(weights, x, y, lr, max_norm, stale=None):
     norm = norm_of(grads.values())
     after = step(grads)
     mistakes = {
-        "the gradient was not clipped (clip after backward() and before step(), with clip_grad_norm_)": step(grads, False),
+        "the gradient was not clipped (clip after backward() and before step(), with clip_grad_norm_ at max_norm, "
+        "the argument, not a fixed number)": step(grads, False),
         "each parameter's gradient was clipped on its own: clip_grad_norm_ on model.parameters() rescales them "
         "together, by their global norm": {name: params[name].detach() - lr * min(1.0, max_norm / (g.norm().item() + 1e-6)) * g
                                            for name, g in grads.items()},
@@ -287,6 +321,8 @@ def expected_update(weights, x, y, lr, max_norm, stale=None):
             {name: params[name].detach() - lr * g.clamp(-max_norm, max_norm) for name, g in grads.items()},
         "no parameter changed: is zero_grad() called after backward(), or step() never called?":
             {name: p.detach() for name, p in params.items()},
+        "only the output layer learned: the LSTM's output is detached, so no gradient reaches the LSTM":
+            step({name: g if name.startswith("output.") else torch.zeros_like(g) for name, g in grads.items()}),
     }
     if stale is not None:
         mistakes["the earlier gradients left in .grad were added to the new ones: call optimizer.zero_grad() "
@@ -303,11 +339,16 @@ def test_train_step_loss_clipping_and_update(run, max_norm):
     stale = None if max_norm < 1 else make_weights(seed=9)
     want_loss, want_logits, want_params, norm, mistakes = expected_update(weights, x, y, lr, max_norm, stale)
     assert (norm > max_norm) == (max_norm < 1), "test set-up: clipping in one case only"
-    got = run(one_train_step, weights=weights, x=x, y=y, lr=lr, max_norm=max_norm, stale_grads=stale)
+    got = run_explained(run, "train_step raised an error. If F.cross_entropy raised it: it takes logits (N, V) and "
+                             "targets (N,), so flatten the (B, T, V) logits and the (B, T) targets first",
+                        one_train_step, weights=weights, x=x, y=y, lr=lr, max_norm=max_norm, stale_grads=stale)
     loss = got["loss"]
     for factor, mistake in ((B * T, "summed over the B*T predictions instead of averaged"),
                             (T, "averaged over the batch but summed over time")):
         require(not is_close(loss, want_loss * factor), f"the loss is {mistake}: average over all B*T = {B * T}")
+    misaligned = F.cross_entropy(want_logits.transpose(0, 1).reshape(-1, V), y.reshape(-1))
+    require(not is_close(loss, misaligned), "the logits and the targets are flattened in different orders (one "
+                                            "time-major, one batch-major): reshape both (B, T, ...) the same way")
     assert_close(loss, want_loss, f"the loss is not the cross-entropy averaged over all B*T = {B * T} predictions "
                                   "(targets[:, t] is already the character after inputs[:, t])")
     assert list(got["logits"].shape) == [B, T, V], f"logits of shape {list(got['logits'].shape)}"
@@ -413,12 +454,31 @@ def test_greedy_generation_is_argmax_decoding(run):
     assert isinstance(out, torch.Tensor), f"generate must return a LongTensor (B, length), not a {type(out).__name__}"
     assert out.shape == (3, 29), f"generate returned shape {tuple(out.shape)} for 3 prompts and 29 characters" + (
         ": stack the characters along dim=1, (B, length)" if out.shape == (29, 3) else
-        ": return the generated characters only, without the prompt" if out.shape == (3, 30) else "")
+        ": return the generated characters only, without the prompt" if out.shape == (3, 30) else
+        ": one character short; generate exactly `length` new characters" if out.shape == (3, 28) else "")
     want = argmax_decoding(weights, prompt, 29)
+    for mistake, wrong in decoding_mistakes(weights, prompt, 29).items():
+        assert torch.equal(out, want) or not torch.equal(out, wrong), f"greedy generation: {mistake}"
     assert torch.equal(out, want), f"greedy generation\n{out}\nis not argmax decoding\n{want}"
     assert torch.equal(again, out), (
         "a second greedy generation with the same model and prompt differs from the first: "
         "each call of generate starts from the zero state, not from the previous call's")
+
+
+@torch.no_grad()
+def decoding_mistakes(weights, prompt, length):
+    """The greedy texts that common wrong generate loops give, by mistake: to name the mistake."""
+    def decode(carry=True, feed_first=False):
+        logits, state = reference_forward(weights, prompt)
+        out = []
+        for _ in range(length):
+            out.append(logits[:, -1].argmax(-1))
+            fed = out[0] if feed_first else out[-1]
+            logits, state = reference_forward(weights, fed[:, None], state if carry else None)
+        return torch.stack(out, dim=1)
+    return {"each new character is run from the zero state: carry the state from one step to the next":
+            decode(carry=False),
+            "the first generated character is fed back at every step instead of the newest": decode(feed_first=True)}
 
 
 # ---------------------------------------------------------------- 2.1 (c) temperature
@@ -468,6 +528,10 @@ def test_temperature_frequencies_follow_softmax(run, temperature):
         probs = torch.softmax(row.double() / temperature, dim=-1)
         stat = chi_square(counts, probs)
         mistake = temperature_mistake(counts, row, temperature)
+        across = torch.exp(rows.double() / temperature)  # a softmax over the batch: each column sums to 1
+        across = across[r] / across.sum(dim=0)
+        if not mistake and stat >= CHI2_999[4] and chi_square(counts, across / across.sum()) < CHI2_999[4]:
+            mistake = "the softmax normalises over the batch (dim 0) instead of each row's vocabulary (dim -1)"
         require(stat < CHI2_999[4], (f"{mistake + ': ' if mistake else ''}tau={temperature}, row {r}: frequencies "
                                     f"{(counts / n).tolist()} are far from softmax(logits/tau) = {probs.tolist()} "
                                     f"(chi2 {stat:.1f})"))

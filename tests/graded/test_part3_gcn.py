@@ -142,14 +142,16 @@ def encoder_weights(sizes: list[int], seed: int) -> dict[str, torch.Tensor]:
     return weights
 
 
-def reference_encoder(adj, x, weights, a_hat=None, last_tanh=False) -> np.ndarray:
+def reference_encoder(adj, x, weights, a_hat=None, last_tanh=False, extra_tanh=False, renormalise=False) -> np.ndarray:
     """GraphEncoder.node_states: A_hat, then GCN layers with tanh on all but the last.
-    (``a_hat`` and ``last_tanh`` give what a mistake would compute instead.)"""
+    (The options give what a mistake would compute instead.)"""
     a_hat, h = reference_symmetric(adj) if a_hat is None else np.asarray(a_hat), np.asarray(x)
     num_layers = len(weights) // 2
     for i in range(num_layers):
         h = reference_layer(a_hat, h, weights[f"layers.{i}.weight"], weights[f"layers.{i}.bias"],
                             "tanh" if i < num_layers - 1 or last_tanh else None)
+        h = np.tanh(h) if extra_tanh else h
+        a_hat = reference_symmetric(a_hat) if renormalise else a_hat
     return h
 
 
@@ -242,7 +244,11 @@ def layer_mistakes(a_hat, h, weight, bias=None, activation=None) -> dict[str, np
         "A_hat is transposed: the layer sums along the outgoing edges, A_hat^T H W": act(a_hat.T @ z + b),
         "the graph is ignored: H W + b, without A_hat": act(z + b),
         "the features are propagated twice, A_hat A_hat H W": act(a_hat @ a_hat @ z + b),
+        "the layer normalises A_hat again; it is given the normalised adjacency": act(reference_symmetric(a_hat) @ z + b),
     }
+    if activation != "relu":
+        mistakes[f"a ReLU is applied although the activation is {activation}"] = np.maximum(
+            reference_layer(a_hat, h, weight, bias, None), 0)
     if activation is not None:
         mistakes["the activation is applied before the aggregation, A_hat sigma(H W + b)"] = a_hat @ act(z + b)
         mistakes["the activation is missing"] = a_hat @ z + b
@@ -266,6 +272,8 @@ def message_passing_mistakes(a_hat, h, weight) -> dict[str, np.ndarray]:
         "each edge carries the receiver's own z[i] instead of the sender's z[j]": a_hat.sum(axis=1)[:, None] * z,
         "a self-message of weight 1 is added on top of A_hat, whose diagonal already holds the self-loops":
             (a_hat + np.eye(len(a_hat))) @ z,
+        "A_hat is normalised again; it is already the normalised adjacency": reference_symmetric(a_hat) @ z,
+        "the messages carry h[j] without the transformation W": a_hat @ np.asarray(h),
     }
 
 
@@ -276,7 +284,21 @@ def field_mistakes(adj, k: int) -> dict[str, np.ndarray]:
         "off by one: this is the field after k - 1 layers": reach(adj, max(k - 1, 0)),
         "only walks of exactly k steps count: propagate with A + I, not with A": reach(adj, k, self_loops=False),
         "the field is transposed: R[i, j] must say whether node j's features reach node i": reach(adj, k).T,
+        "the field is the connected component, whatever the number of layers": reach(adj, len(adj)),
+        "the walk counts were computed in int8, where they wrap around to 0; keep only whether something arrived":
+            int8_walks(adj, k) != 0,
+        "the walk counts were computed in int8, where they wrap around to negative numbers; keep only whether "
+        "something arrived": int8_walks(adj, k) > 0,
     }
+
+
+def int8_walks(adj, k: int) -> np.ndarray:
+    """(A + I)^k of the 0/1 adjacency in int8 arithmetic, which wraps around modulo 256 (a mistake)."""
+    step = ((np.asarray(adj) != 0) | np.eye(len(adj), dtype=bool)).astype(np.int8)
+    walks = np.eye(len(adj), dtype=np.int8)
+    for _ in range(k):
+        walks = step @ walks  # int8: wraps around
+    return walks
 
 
 # ------------------------------------------------------------------------------ probes' helpers
@@ -445,6 +467,7 @@ def test_message_passing_equals_matrix_form(run):
         expected = reference_layer(a_hat, h, w)
         for sparse in (False, True):
             out = run(message_passing, adj_hat=a_hat, h=h, weight=w, sparse=sparse)
+            assert out.shape != h.shape, "output shape (n, d_in): the messages carry h[j] without the transformation W"
             assert out.shape == (12, 2), f"output shape {tuple(out.shape)}, not (n, d_out)"
             assert_close(out.numpy(), expected, f"{what}, {'sparse' if sparse else 'dense'} A_hat: node i sums "
                                                 "A_hat[i, j] * (H W)[j] over the senders j of its edges",
@@ -600,12 +623,16 @@ def test_sequence_to_graph(run):
     assert_close(got["adj"].numpy(), chain, "the adjacency of the undirected path 0 - 1 - ... - 5", lambda: {
         "the chain is directed (t -> t + 1 only); the path is undirected, adj[t, t + 1] = adj[t + 1, t] = 1":
             np.triu(chain), "the chain is directed (t + 1 -> t only); the path is undirected": np.tril(chain),
-        "the chain has self-loops; normalized_adjacency adds them itself": chain + np.eye(6)}, atol=0)
+        "the chain has self-loops; normalized_adjacency adds them itself": chain + np.eye(6),
+        "the chain is closed into a ring: the last element is not a neighbour of the first":
+            nx.to_numpy_array(nx.cycle_graph(6), weight=None)}, atol=0)
     np.testing.assert_array_equal(got["features"].numpy(), x.numpy(), err_msg="without positions the features are x")
     for positions in (4, 5):
         got = run(chain_graph, x=x, positions=positions)
         np.testing.assert_array_equal(got["adj"].numpy(), chain, err_msg=f"positions={positions}: the same path")
         feats = got["features"]
+        assert feats.shape != (6, positions), \
+            f"positions={positions}: the features are the positions alone; append them to x, (6, {3 + positions})"
         assert feats.shape == (6, 3 + positions), \
             f"positions={positions}: features have shape {tuple(feats.shape)}, not (6, {3 + positions})"
         if np.allclose(feats[:, positions:].numpy(), x.numpy()):
@@ -618,6 +645,9 @@ def test_sequence_to_graph(run):
                 np.allclose(appended, got["encoding"].float().double().numpy(), rtol=0, atol=1e-12):
             raise AssertionError(f"positions={positions}: the positions were computed in float32 and then cast, so they "
                                  "lose precision: use positional_encoding(T, positions, dtype=x.dtype)")
+        assert np.allclose(appended, encoding, rtol=0, atol=1e-12) or not np.allclose(
+            appended, reference_positions(7, positions)[1:], rtol=0, atol=1e-12), \
+            f"positions={positions}: the positions are counted from 1; the first element is at position 0"
         np.testing.assert_allclose(appended, encoding, rtol=0, atol=1e-12,
                                    err_msg=f"the last {positions} columns are positional_encoding(T, {positions})")
         # positional_encoding is given code: the formula of its docstring is the assignment's
@@ -654,10 +684,16 @@ def test_graph_encoder_forward(run):
             reference_encoder(a, xs, weights, a_hat=a + np.eye(len(a))),
         "the layers get mean_adjacency(A) instead of normalized_adjacency(A)":
             reference_encoder(a, xs, weights, a_hat=reference_mean(a)),
-        "the last layer also has a tanh; it has no activation": reference_encoder(a, xs, weights, last_tanh=True)})
+        "the last layer also has a tanh; it has no activation": reference_encoder(a, xs, weights, last_tanh=True),
+        "a tanh is applied after every layer, the last one too (the layers that have one get it twice)":
+            reference_encoder(a, xs, weights, extra_tanh=True),
+        "each layer normalises the adjacency again, so the layers after the first see it normalised twice":
+            reference_encoder(a, xs, weights, renormalise=True)})
     assert got["pooled"].shape == (2,), f"forward returns shape {tuple(got['pooled'].shape)}, not (out_features,)"
     assert_close(got["pooled"].numpy(), expected.mean(axis=0), "forward is the mean of the node states over the nodes",
                  lambda: {"the node states are summed instead of averaged": expected.sum(axis=0),
+                          "the mean over the nodes is taken of the input features, not of the final node states":
+                              reference_encoder(a, np.broadcast_to(xs.mean(axis=0), xs.shape), weights).mean(axis=0),
                           "max pooling: forward is the mean over the nodes, not the maximum": expected.max(axis=0),
                           "the graph is encoded by its last node's state, not the mean over the nodes": expected[-1]})
     relabelled = run(graph_encoder, sizes=sizes, weights=weights, adj=p @ adj @ p.T, x=p @ x)

@@ -1,6 +1,6 @@
-"""What a student reads when a graded test fails: the chapter of the book to re-read, and, for the
-mistakes of the catalogue (tests/mutants) that have a ``feedback`` phrase, the misconception by name
-(the catalogue run, test_mutants.py, checks that each failure says its phrase)."""
+"""What a student reads when a graded test fails: the chapter of the book to re-read, and the
+misconception by name (every mistake of the catalogue, tests/mutants, has the phrase of its failure
+message that names it, and the catalogue run, test_mutants.py, checks that the student reads it)."""
 from __future__ import annotations
 
 import json
@@ -30,16 +30,11 @@ def test_every_graded_question_names_a_chapter_of_the_book():
     assert {q: c for q, c in CHAPTERS.items() if c not in titles} == {}, "not the title of a chapter of the book"
 
 
-# Mutants whose failure names their misconception, with the phrase the runner checks (tools/mutants.py,
-# `feedback`); the others are caught by a comparison that says what differs, not why. The number only grows.
-MIN_NAMED = 130
-
-
-def test_the_catalogue_names_its_mistakes():
+def test_every_mistake_of_the_catalogue_has_the_phrase_that_names_it():
+    """load_catalogue refuses a mutant without one; the catalogue run (test_mutants.py) checks that the
+    student reads it."""
     mutants = [e for e in load_catalogue() if e.kind == "mutant"]
-    named = [e for e in mutants if e.feedback.strip()]
-    assert len(named) >= MIN_NAMED, f"{len(named)} of {len(mutants)} mutants have a feedback phrase"
-    assert all(len(e.feedback) >= 8 for e in named), "a feedback phrase must say something"
+    assert mutants and all(len(e.feedback.strip()) >= 8 for e in mutants), "a feedback phrase must say something"
 
 
 def test_a_failure_says_what_to_re_read(tmp_path):
