@@ -18,6 +18,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 OUTPUT_LIMIT = 4000  # characters of failure text kept per test
+REREAD = "Re-read the book's chapter"  # how a failure's pointer to the book begins (tools/mutants.py skips it)
 
 
 @dataclass
@@ -118,7 +119,7 @@ def reread(item, question: str) -> str:
     """'Re-read the book's chapter "...".': the ``CHAPTERS`` entry of the test's package (``tests/graded``), if any."""
     package = sys.modules.get(item.module.__name__.rpartition(".")[0]) if getattr(item, "module", None) else None
     chapter = getattr(package, "CHAPTERS", {}).get(question)
-    return f'Re-read the book\'s chapter "{chapter}".' if chapter else ""
+    return f'{REREAD} "{chapter}".' if chapter else ""
 
 
 def question_key(question: str) -> tuple:

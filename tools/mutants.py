@@ -42,6 +42,8 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from grader.report import REREAD
+
 ROOT = Path(__file__).resolve().parent.parent
 CATALOGUE = ROOT / "tests" / "mutants"
 TESTS = ("tests/graded", "tests/hidden")
@@ -169,7 +171,8 @@ def run(entry: Entry, scratch: Path, package: Path = ROOT / "solutions") -> Outc
 def first_lines(output: str, lines: int = 3) -> str:
     """What a student reads first in a failure: pytest's error lines (``E   ...``) where it has them, else
     the first lines (without the chapter to re-read, which every failure of a question shares)."""
-    text = "\n".join(line for line in output.splitlines() if not line.startswith("Re-read ")).replace("[call] ", "", 1).strip()
+    kept = [line for line in output.splitlines() if not line.startswith(REREAD)]
+    text = "\n".join(kept).replace("[call] ", "", 1).strip()
     errors = [line[1:].strip() for line in text.splitlines() if line.startswith("E ") and line[1:].strip()]
     return "\n".join((errors or text.splitlines())[:lines])
 
