@@ -39,6 +39,7 @@ from pathlib import Path
 
 from grader.autograder import ROOT as REPOSITORY, TESTS
 from grader.bundle import build_folder
+from grader.files import atomic_open
 from grader.report import question_key
 from grader.sandbox import DEFAULT_USER, RootRefused, become_subreaper, children, reap, worker_ids
 
@@ -116,8 +117,7 @@ def write_csv(rows: list[dict], out: Path) -> None:
             questions.setdefault(test["number"], None)
     order = sorted(questions, key=question_key)
     fields = ["submission", "status", *order, "total", "possible", "seconds", "error"]
-    tmp = out.with_name(out.name + ".tmp")
-    with tmp.open("w", newline="", encoding="utf-8") as f:
+    with atomic_open(out, "w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=fields)
         writer.writeheader()
         for row in rows:
@@ -129,7 +129,6 @@ def write_csv(rows: list[dict], out: Path) -> None:
                 line["total"] = sum(t["score"] for t in tests)
                 line["possible"] = sum(t["max_score"] for t in tests)
             writer.writerow(line)
-    os.replace(tmp, out)
 
 
 def batch(folder: Path, out: Path, *, time_limit: float = 1800, jobs: int = 1, tests: list[str] | None = None,

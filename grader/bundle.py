@@ -9,11 +9,12 @@ grading (``grader/batch.py``) unpacks the same files into a private folder and g
 from __future__ import annotations
 
 import argparse
-import os
 import shutil
 import sys
 import zipfile
 from pathlib import Path
+
+from grader.files import atomic_open
 
 ROOT = Path(__file__).resolve().parent.parent
 TEMPLATES = Path(__file__).resolve().parent / "templates"
@@ -36,17 +37,13 @@ def contents() -> dict[str, Path]:
 
 def build_zip(out: Path) -> list[str]:
     """Write the zip (reproducible bytes, atomically); returns its file names."""
-    out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
     files = contents()
-    tmp = out.with_name(out.name + ".tmp")
-    with zipfile.ZipFile(tmp, "w", zipfile.ZIP_DEFLATED) as zf:
+    with atomic_open(out, "wb") as handle, zipfile.ZipFile(handle, "w", zipfile.ZIP_DEFLATED) as zf:
         for name, path in sorted(files.items()):
             info = zipfile.ZipInfo(name, date_time=(2026, 1, 1, 0, 0, 0))
             info.external_attr = (0o755 if name in SCRIPTS else 0o644) << 16
             info.compress_type = zipfile.ZIP_DEFLATED
             zf.writestr(info, path.read_bytes())
-    os.replace(tmp, out)
     return sorted(files)
 
 

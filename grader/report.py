@@ -10,12 +10,13 @@ report is written whatever happens to the other tests.
 from __future__ import annotations
 
 import json
-import os
 import sys
 import time
 from collections import defaultdict
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+
+from grader.files import atomic_write
 
 OUTPUT_LIMIT = 4000  # characters of failure text kept per test
 REREAD = "Re-read the book's chapter"  # how a failure's pointer to the book begins (tools/mutants.py skips it)
@@ -109,10 +110,7 @@ class Grader:
 
     def write(self, path: Path) -> None:
         """Write results.json atomically (a reader never sees half a file)."""
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(path.name + ".tmp")
-        tmp.write_text(json.dumps(self.gradescope(), indent=2) + "\n", encoding="utf-8")
-        os.replace(tmp, path)
+        atomic_write(path, json.dumps(self.gradescope(), indent=2) + "\n")
 
 
 def reread(item, question: str) -> str:

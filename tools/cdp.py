@@ -18,6 +18,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from grader.files import atomic_write
+
 CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
                   "--disable-component-update", "--no-first-run", "--no-default-browser-check",
                   "--disable-dev-shm-usage", "--disable-extensions", "--disable-sync", "--hide-scrollbars",
@@ -119,10 +121,7 @@ class Chromium:
 
     def screenshot(self, path: Path) -> None:
         data = self.call("Page.captureScreenshot", session=True, format="png")["data"]
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(path.name + ".tmp")
-        tmp.write_bytes(base64.b64decode(data))
-        os.replace(tmp, path)
+        atomic_write(path, base64.b64decode(data))
 
     def close(self) -> None:
         try:
@@ -140,9 +139,5 @@ class Chromium:
     def print_pdf(self, path: Path, timeout: float = 120, **options) -> int:
         """Print the open page to ``path`` (atomically) with ``Page.printToPDF``; returns its size in bytes."""
         data = base64.b64decode(self.call("Page.printToPDF", session=True, timeout=timeout, **options)["data"])
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(path.name + ".tmp")
-        tmp.write_bytes(data)
-        os.replace(tmp, path)
+        atomic_write(path, data)
         return len(data)

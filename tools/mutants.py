@@ -42,6 +42,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from grader.files import atomic_write
 from grader.report import REREAD
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -203,9 +204,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{verdict:6} {outcome.kind:11} {outcome.id:40} {outcome.question:8} "
                   f"{outcome.score:g}/{outcome.possible:g}  {outcome.seconds:.0f} s", flush=True)
     if args.out is not None:
-        tmp = args.out.with_name(args.out.name + ".tmp")
-        tmp.write_text(json.dumps([asdict(o) for o in outcomes], indent=1) + "\n")
-        os.replace(tmp, args.out)
+        atomic_write(args.out, json.dumps([asdict(o) for o in outcomes], indent=1) + "\n")
     defects = [o for o in outcomes if not o.ok]
     mutants = [o for o in outcomes if o.kind == "mutant"]
     killed = [o for o in mutants if not o.error and o.score < o.possible]

@@ -8,7 +8,7 @@ What goes in ``--out`` (replaced whole), laid out as the student repository is p
 | path | from |
 |---|---|
 | ``assignment/`` | the generated stubs (``tools/make_assignment.py``), rebuilt from the reference package |
-| ``tests/graded/``, ``pytest.ini``, ``grader/`` (its plugin, probes and report) | the public graded suite and what runs it on a student's machine (not ``tests/hidden/``, ``tests/project/`` nor the autograder's sandbox) |
+| ``tests/graded/``, ``pytest.ini``, ``grader/`` (its plugin, probes, report and atomic file writes) | the public graded suite and what runs it on a student's machine (not ``tests/hidden/``, ``tests/project/`` nor the autograder's sandbox) |
 | ``data/`` | dataset manifests and the committed results the student chapters load (``STUDENT_DATA``) |
 | ``requirements.txt``, ``tools/install.py``, ``README.md``, ``Makefile`` | the pins, the installer, and ``tools/templates/*.student*`` |
 | ``tools/report.py``, ``tools/cdp.py`` | ``make report``: the answer sheets (``book/answers/``) printed to one PDF |
@@ -52,7 +52,8 @@ from tools.make_assignment import PACKAGE_MENTION, build as build_stubs  # one r
 ROOT = Path(__file__).resolve().parent.parent
 TEMPLATES = Path(__file__).resolve().parent / "templates"
 PUBLIC_FILES = ("pytest.ini", "requirements.txt", "tools/__init__.py", "tools/install.py", "tools/cdp.py", "tools/report.py",
-                "tests/__init__.py", "grader/__init__.py", "grader/plugin.py", "grader/probes.py", "grader/report.py")
+                "tests/__init__.py", "grader/__init__.py", "grader/plugin.py", "grader/probes.py", "grader/report.py",
+                "grader/files.py")
 PUBLIC_TESTS = ("tests/graded",)
 # What the student chapters load besides the books: globs under data/ (not the sweeps of Part 1).
 STUDENT_DATA = ("*.json", "part1/gates/*", "part2/*.json", "part2/*.pt", "part3/karate.json")

@@ -27,6 +27,8 @@ import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from grader.files import atomic_write
+
 ROOT = Path(__file__).resolve().parent.parent
 RUBRIC = ROOT / "rubric.toml"
 QUESTION_NUMBER = re.compile(r"^[1-9]\.[1-9](?: \([a-z]\))?$")  # "1.2", "2.1 (a)"
@@ -389,10 +391,7 @@ def check(parts: list[Part], root: Path = ROOT) -> list[str]:
 
 
 def _write(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
+    atomic_write(path, text)
 
 
 def main(argv: list[str] | None = None) -> int:
