@@ -41,7 +41,7 @@ from tqdm.auto import tqdm
 
 from dataclasses import fields
 
-from ..cli import Parser, add_fields, check, check_device, default_of, option
+from ..cli import Parser, StopFlag, add_fields, check, check_device, default_of, option
 from ..common import atomic_write_json, provenance
 from .models import MODELS
 from .train import Config, train
@@ -185,24 +185,45 @@ def sweep(args: argparse.Namespace, settings: dict, runs: dict) -> None:
     try:
         pending = {pool.submit(run_one, *key, settings) for key in todo}
         signal.signal(signal.SIGINT, default_handler)
-        while pending:
-            finished, pending = wait(pending, return_when=FIRST_COMPLETED)
-            for future in finished:
-                run = future.result()  # a run that failed raises its error here, with the worker's traceback
-                runs[run_key(run)] = run
-                write_results(args.out, settings, runs, started, workers)
-                bar.update()
-                bar.set_postfix_str(f"last: {run['model']} T={run['input_length']} seed {run['seed']}, "
-                                    f"late held-out accuracy {run['late_eval_accuracy']:.2f}")
+        # Ctrl-C only sets a flag, read between waits: a KeyboardInterrupt raised inside wait() could leave
+        # a future's lock held, and the pool's thread (which the interpreter joins at exit) blocked on it.
+        with StopFlag(quiet=True) as stop:
+            while pending and not stop:
+                finished, pending = wait(pending, timeout=0.2, return_when=FIRST_COMPLETED)
+                for future in finished:
+                    run = future.result()  # a run that failed raises its error here, with the worker's traceback
+                    runs[run_key(run)] = run
+                    write_results(args.out, settings, runs, started, workers)
+                    bar.update()
+                    bar.set_postfix_str(f"last: {run['model']} T={run['input_length']} seed {run['seed']}, "
+                                        f"late held-out accuracy {run['late_eval_accuracy']:.2f}")
+        if pending:
+            raise KeyboardInterrupt
         pool.shutdown()  # all done: the workers end
     finally:
-        signal.signal(signal.SIGINT, default_handler)
+        signal.signal(signal.SIGINT, signal.SIG_IGN)  # the clean-up below is bounded: let nothing cut it short
         bar.close()
-        # After Ctrl-C or an error: drop the runs not started yet, and end the workers and their runs.
-        pool.shutdown(wait=False, cancel_futures=True)
-        for process in set(multiprocessing.active_children()) - before:
-            process.terminate()
-        pool.shutdown()  # and wait for the pool to notice, so that it closes its queues
+        end_workers(pool, set(multiprocessing.active_children()) - before)
+        signal.signal(signal.SIGINT, default_handler)
+
+
+def end_workers(pool: ProcessPoolExecutor, processes: set, timeout: float = 10.0) -> None:
+    """After Ctrl-C or an error: end the worker processes and their runs, then close the pool, in bounded time.
+
+    The pool's thread waits for its workers, and the interpreter waits for that thread at exit, so the
+    workers end first: terminated, and killed if still alive after ``timeout`` seconds. The pool then
+    finds them gone, fails the runs not finished, and closes its queues (no semaphore is left behind).
+    """
+    for process in processes:
+        process.terminate()
+    deadline = time.monotonic() + timeout
+    for process in processes:
+        process.join(max(0.0, deadline - time.monotonic()))
+    for process in processes:
+        if process.is_alive():
+            process.kill()
+            process.join(timeout)
+    pool.shutdown(cancel_futures=True)
 
 
 def main(argv: list[str] | None = None) -> dict:
