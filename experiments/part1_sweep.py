@@ -26,8 +26,6 @@ from __future__ import annotations
 
 import json
 import multiprocessing
-import shlex
-import sys
 import time
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, fields, replace
@@ -37,7 +35,7 @@ import torch
 from tqdm.auto import tqdm
 
 from solutions.cli import (Interrupted, StopFlag, UserError, check, check_device, check_memory, check_writable,
-                           load_checkpoint, parse, run, setting)
+                           command, load_checkpoint, parse, run, setting)
 from solutions.common import atomic_torch_save, atomic_write_bytes, provenance
 from solutions.part1.models import MODELS
 from solutions.part1.palindrome import NUM_CLASSES
@@ -304,7 +302,7 @@ def sweep_in_workers(model: str, config: SweepConfig, settings: dict, slots: lis
 
 
 def main(argv: list[str] | None = None) -> list[dict]:
-    config, _, _ = parse(SweepConfig, argv, __doc__)
+    config, given, _ = parse(SweepConfig, argv, __doc__)
     for model in config.models:  # every check of every model kind before any work
         plan(model, config)
     if config.threads:
@@ -315,8 +313,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
             try:
                 rec = sweep(model, config, stop=stop)
             except Interrupted as exc:
-                again = shlex.join(["python", "-m", __spec__.name, *(sys.argv[1:] if argv is None else argv)])
-                raise Interrupted(f"{exc}; resume with: {again}") from None
+                raise Interrupted(f"{exc}; resume with: {command(__spec__.name, config, given)}") from None
             records.append(rec)
             accs = {}
             for r in rec["runs"]:
