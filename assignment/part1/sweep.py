@@ -1,27 +1,29 @@
 """Accuracy against input length: train every model, input length and seed with this package's train().
 
-    python -m assignment.part1.sweep                                  # rnn and lstm, T = 5..20, seeds 0 1 2
+    python -m assignment.part1.sweep                                  # the defaults (see --help)
     python -m assignment.part1.sweep --seeds 0 --steps 3000           # a quick look first
     python -m assignment.part1.sweep --resume                         # finish an interrupted sweep
 
 It trains your own models: each run is one call of ``train()`` from ``train.py`` of the same
 package, with the settings of ``python -m assignment.part1.train`` (same options, same defaults).
-The runs go to ``--workers`` processes of one thread each (default: one per core), the longest
-first. All results go to one file (default ``results/part1/sweep.json``), rewritten after every
-finished run: stop with Ctrl-C whenever you like, and ``--resume`` (with ``--out`` if you gave one)
-later trains only the runs that are missing, with the settings, models, input lengths and seeds in
-the file; only ``--device`` and ``--workers`` may change. The same command again does the same. Plot the file with ``plot_accuracy_vs_length(load_sweep(path))``.
+``--help`` lists the options and their defaults: which models, input lengths and seeds (the grid),
+and the training settings. The runs go to ``--workers`` processes of one thread each, the longest
+first. All results go to one file, ``--out``, rewritten after every finished run: stop with Ctrl-C
+whenever you like, and ``--resume`` (with ``--out`` if you gave one) later trains only the runs
+that are missing, with the settings, models, input lengths and seeds in the file; only ``--device``
+and ``--workers`` may change. The same command again does the same. Plot the file with
+``plot_accuracy_vs_length(load_sweep(path))``.
 
 How long: about 1.5 hours on a 2-core laptop with the defaults (45 minutes on 4 cores); ``--seeds 0
 --steps 3000`` takes about 10 minutes on 2 cores. Measured on one core of a small Intel Xeon
 with the reference code, a step takes longer the longer the input: 550, 350 and 220 steps/s for
-the RNN at T = 5, 10 and 20, and 160, 85 and 47 for the LSTM. The 96 runs of 10,000 steps are about
-2.6 hours of one core, four fifths of them the LSTM's.
+the RNN at T = 5, 10 and 20, and 160, 85 and 47 for the LSTM. All the runs of the defaults are
+about 2.6 hours of one core, four fifths of them the LSTM's.
 
-The default is three seeds: beyond T = 14 a run of either model either learns the task or stays
-near chance, and which one it does depends on the seed, so one seed per length is a coin toss. With
-three, the median says where most runs end and the dots show the spread, at three times the cost
-of one seed.
+The default grid has several seeds: beyond T = 14 a run of either model either learns the task or
+stays near chance, and which one it does depends on the seed, so one seed per length is a coin
+toss. With several, the median says where most runs end and the dots show the spread, at the cost
+of one sweep per seed.
 """
 from __future__ import annotations
 
@@ -62,7 +64,7 @@ class SweepConfig(Settings):
     """The settings of a sweep: Part 1's training settings (``Settings``, with their defaults), and which runs."""
     models: list[str] = setting(["rnn", "lstm"], "the networks", choices=tuple(MODELS))
     input_lengths: list[str] = setting(["5-20"], "input lengths T (digits seen; palindromes have T + 1): a range "
-                                                 "like 5-20 or a list")
+                                                 "like 3-9 or a list")
     seeds: list[int] = setting([0, 1, 2], "seeds", at_least=0)
 
 
@@ -114,14 +116,14 @@ def start_worker() -> None:
 
 
 def parse_lengths(words: list[str]) -> list[int]:
-    """['5-20'] or ['5', '7', '9'] (or [5, 7, 9]) -> a sorted list of distinct input lengths (ValueError if invalid)."""
+    """['3-9'] or ['5', '7', '9'] (or [5, 7, 9]) -> a sorted list of distinct input lengths (ValueError if invalid)."""
     lengths = set()
     for word in words:
         lo, _, hi = str(word).partition("-")
         try:
             lengths.update(range(int(lo), int(hi or lo) + 1))
         except ValueError:
-            raise ValueError(f"--input-lengths takes integers or ranges like 5-20, got {word!r}") from None
+            raise ValueError(f"--input-lengths takes integers or ranges like 3-9, got {word!r}") from None
     if not lengths or min(lengths) < 1:
         raise ValueError(f"--input-lengths must be positive and a range must not be empty, got {' '.join(words)}")
     return sorted(lengths)

@@ -168,7 +168,7 @@ def test_resume_needs_a_sweep_that_records_its_grid(full, tmp_path, capsys):
 @pytest.mark.parametrize("argv, says", [
     (["--models", "gru"], "--models gru is not one of rnn, lstm"),
     (["--input-lengths", "5-3"], "must not be empty"),
-    (["--input-lengths", "five"], "ranges like 5-20"),
+    (["--input-lengths", "five"], "ranges like 3-9"),
     (["--input-lengths", "0-4"], "must be positive"),
     (["--seeds"], "expected at least one"),
     (["--steps", "0"], "--steps 0 is too small: it must be at least 1"),
