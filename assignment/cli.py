@@ -207,18 +207,21 @@ def load_checkpoint(path: str | os.PathLike, keys: tuple[str, ...], map_location
     return saved
 
 
-def resumed_config(cls, saved: dict, config: Any, given: set[str]) -> Any:
-    """The settings of a checkpoint, with the typed ones that may change; a typed one that may not
-    change and differs is a ``UserError`` naming both values."""
+def resumed_config(cls, saved: dict, config: Any, given: set[str], changeable: tuple[str, ...] | None = None,
+                   source: str = "the checkpoint") -> Any:
+    """The settings saved in ``source`` (a checkpoint, a result file), with the typed ones that may change:
+    ``changeable`` (default: the fields marked so). A typed one that may not change and differs is a
+    ``UserError`` naming both values."""
     kept = {f.name for f in fields(cls)}
     values = {k: v for k, v in saved.items() if k in kept}
+    free = {f.name: option(f) for f in fields(cls)
+            if (f.metadata.get("changeable") if changeable is None else f.name in changeable)}
     for f in fields(cls):
         typed, before = getattr(config, f.name), values.get(f.name, default_of(f))
         if f.name in given and typed != before:
-            if not f.metadata.get("changeable"):
-                free = ", ".join(option(g) for g in fields(cls) if g.metadata.get("changeable"))
-                raise UserError(f"--resume: the checkpoint was made with {option(f)} {shown(before)}, not "
-                                f"{shown(typed)}; only {free} may change")
+            if f.name not in free:
+                raise UserError(f"--resume: {source} was made with {option(f)} {shown(before)}, not "
+                                f"{shown(typed)}; only {', '.join(free.values())} may change")
             values[f.name] = typed
     return cls(**values)
 

@@ -3,7 +3,7 @@
     OMP_NUM_THREADS=2 python -m experiments.part1_benchmark --threads 2 --workers 2 \
         --out data/part1/benchmark_cpu_2threads.json
 
-For each model (RNN, LSTM) and all input lengths at once (default 5-20, one seed, the 2019 sizes),
+For each model (RNN, LSTM) and all input lengths at once (by default the sweep's, ``--help``),
 prints in one run:
 
 * the time of one training step of all lengths as separate runs (``solutions.part1.train.train_step``

@@ -2,8 +2,8 @@
 
     python -m experiments.part1_gates                  # -> data/part1/gates/lstm_T10.{pt,json}
 
-It trains one LSTM with ``solutions.part1.train.train`` (input length 10, 64 hidden units, RMSprop
-with learning rate 1e-2, batch 128, gradient norm clipped at 10, 700 steps, seed 0) and saves the
+It trains one LSTM with ``solutions.part1.train.train`` (``SETTINGS`` below; train()'s defaults for
+the others, and the result record lists them all) and saves the
 initial and the trained weights (``lstm_T10.pt``, read with ``torch.load(path, weights_only=True)``)
 beside the result record (``lstm_T10.json``: command, settings, versions, held-out accuracy curve).
 
@@ -35,7 +35,8 @@ def main(argv: list[str] | None = None) -> int:
     record = train(**SETTINGS, progress=False, save_model=stem.with_suffix(".pt"))
     record["model_file"] = stem.with_suffix(".pt").name
     atomic_write_json(stem.with_suffix(".json"), record)
-    print(f"held-out accuracy every 100 steps: {record['curve']['eval_accuracy']}; wrote {stem}.pt and .json")
+    print(f"held-out accuracy every {record['settings']['eval_every']} steps: {record['curve']['eval_accuracy']}; "
+          f"wrote {stem}.pt and .json")
     return 0
 
 

@@ -1,14 +1,13 @@
 """Accuracy against input length: train every (model, input_length, seed) of Part 1 at once.
 
-    python -m experiments.part1_sweep --models rnn lstm --input-lengths 5-20 --seeds 0 1 2 \\
-        --steps 10000 --device auto --out data/part1/sweep
+    python -m experiments.part1_sweep --seeds 0 1 2 3 4 --device cuda     # five seeds; the rest as --help shows
     OMP_NUM_THREADS=2 python -m experiments.part1_sweep --seeds 0 --device cpu --threads 2 --workers 2 \\
         --out data/part1/sweep_cpu
 
-Thirty-two separate 10,000-step runs (two models, input lengths 5 to 20) take about an hour per seed
-on a small CPU with ``solutions.part1.train``. Here the M models of one kind (all lengths, all seeds)
-are trained together by the batched engine of ``solutions/part1/stacked.py``, and each one is exactly
-the model that a separate ``train()`` run would train.
+With the defaults (``--help``), the separate runs of one seed (every model and input length) take
+about an hour on a small CPU with ``solutions.part1.train``. Here the M models of one kind (all
+lengths, all seeds) are trained together by the batched engine of ``solutions/part1/stacked.py``,
+and each one is exactly the model that a separate ``train()`` run would train.
 
 **Worker processes on a small CPU.** ``--workers 2`` deals the models out to two processes of one
 thread each, with equal work (``balanced_shards``), and merges their results. In short runs on the
@@ -26,8 +25,6 @@ from __future__ import annotations
 
 import json
 import multiprocessing
-import shlex
-import sys
 import time
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, fields, replace
@@ -37,21 +34,19 @@ import torch
 from tqdm.auto import tqdm
 
 from solutions.cli import (Interrupted, StopFlag, UserError, check, check_device, check_memory, check_writable,
-                           load_checkpoint, parse, run, setting)
+                           command, load_checkpoint, parse, run, setting)
 from solutions.common import atomic_torch_save, atomic_write_bytes, provenance
 from solutions.part1.models import MODELS
 from solutions.part1.palindrome import NUM_CLASSES
 from solutions.part1.stacked import BatchedTrainer, batch_of_all, held_out_batches, initial_models, model_slots
-from solutions.part1.sweep import parse_lengths  # the same rule as the students' command
+from solutions.part1.sweep import SweepConfig as StudentsSweepConfig, parse_lengths  # the students' grid and rule
 from solutions.part1.train import Config, Settings, memory_estimate
 
 
 @dataclass
-class SweepConfig(Settings):
-    """The sweep's settings: Part 1's training settings (``Settings``, their defaults), and which runs."""
-    models: list[str] = setting(["rnn", "lstm"], "the networks", choices=tuple(MODELS))
-    input_lengths: list[str] = setting(["5-20"], "input lengths T (digits seen; palindromes have T + 1): a range "
-                                                 "like 5-20 or a list")
+class SweepConfig(StudentsSweepConfig):
+    """The sweep's settings: those of the students' sweep (Part 1's training settings and which runs, their
+    defaults) with a default of its own for the seeds, and how the batched engine runs."""
     seeds: list[int] = setting([0], "seeds", at_least=0)
     compile: bool = setting(False, "torch.compile the autograd version of the forward pass instead of the "
                                    "hand-written recurrence (CPU: minutes to compile)")
@@ -304,7 +299,7 @@ def sweep_in_workers(model: str, config: SweepConfig, settings: dict, slots: lis
 
 
 def main(argv: list[str] | None = None) -> list[dict]:
-    config, _, _ = parse(SweepConfig, argv, __doc__)
+    config, given, _ = parse(SweepConfig, argv, __doc__)
     for model in config.models:  # every check of every model kind before any work
         plan(model, config)
     if config.threads:
@@ -315,8 +310,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
             try:
                 rec = sweep(model, config, stop=stop)
             except Interrupted as exc:
-                again = shlex.join(["python", "-m", __spec__.name, *(sys.argv[1:] if argv is None else argv)])
-                raise Interrupted(f"{exc}; resume with: {again}") from None
+                raise Interrupted(f"{exc}; resume with: {command(__spec__.name, config, given)}") from None
             records.append(rec)
             accs = {}
             for r in rec["runs"]:

@@ -1,14 +1,14 @@
-"""Train the character LSTM on each of the three books and record what it learned (Part 2).
+"""Train the character LSTM on each book (``--books``) and record what it learned (Part 2).
 
-    python -m experiments.part2_books                        # all three books, 10,000 steps each
+    python -m experiments.part2_books                        # every book, with the defaults of --help
     python -m experiments.part2_books --books communist_manifesto --steps 2000 --out /tmp/p2
 
-For each book this writes, atomically, to ``--out`` (default ``data/part2``):
+For each book this writes, atomically, to ``--out``:
 
 - ``<book>.json``: the command, settings, seed, versions, device and wall time; the training loss
   and accuracy (means over 50-step windows), the validation loss per character on a held-out block
   of the text; the periodic samples (greedy from a random first character, Table 1, and at
-  temperatures 0.5, 1.0, 2.0, Table 2); for each temperature the negative log-likelihood of
+  the other temperatures of ``--temperatures``, Table 2); for each temperature the negative log-likelihood of
   200-character samples under the model and the share of their 8-grams that do not occur in the
   training text (the book without its held-out block), the same measure as the held-out block's own
   share (``heldout_novel_8gram_share``); and long continuations of book-appropriate prompts (Question 2.2).
@@ -18,7 +18,7 @@ For each book this writes, atomically, to ``--out`` (default ``data/part2``):
 samples are drawn again, on the CPU, from the same seeds) without training.
 
 Training runs through ``solutions.part2.train`` with its 2019 defaults; its run folders (checkpoints)
-go to ``runs/part2/books/`` (git-ignored), and ``--resume`` continues an interrupted run exactly.
+go to ``--runs`` (by default a git-ignored folder), and ``--resume`` continues an interrupted run exactly.
 """
 from __future__ import annotations
 

@@ -1,6 +1,6 @@
 """Karate-club node classification, GCN against MLP, over many seeds and label budgets.
 
-    python -m experiments.part3_karate                      # 100 seeds -> data/part3/karate.json
+    python -m experiments.part3_karate                      # the defaults of --help -> --out
     python -m experiments.part3_karate --seeds 3 --out /tmp/k.json
 
 For every label budget (the two faction leaders, or k random members per faction) and every

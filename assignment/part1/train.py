@@ -4,9 +4,9 @@
     python -m assignment.part1.train --resume --model lstm --input-length 15 --steps 20000   # continue it
 
 ``--input-length`` is the number of digits the model sees; the palindromes are one digit longer.
-The defaults are those of 2019: hidden 128, batch 128, RMSprop with learning rate 1e-3, 10,000
-steps, gradient norm clipped at 10. Accuracy is measured on held-out palindromes (four batches drawn
-once from a stream with another seed, the same at every evaluation), not only on the training batch.
+The defaults (``--help`` lists them) are the settings of 2019: RMSprop, and the gradient's global
+norm clipped. Accuracy is measured on held-out palindromes (``--eval-batches`` batches drawn once
+from a stream with another seed, the same at every evaluation), not only on the training batch.
 The result file (JSON) records every setting, the seed, the versions and the curves. Beside it,
 ``<result>.ckpt.pt`` holds the checkpoint (written atomically every ``--checkpoint-every`` steps, at
 the end and at Ctrl-C): ``--resume`` continues from it with its settings (type only what changes,

@@ -1,4 +1,4 @@
-"""``TextDataset``: random 30-character pieces of a book and their next-character targets.
+"""``TextDataset``: random ``seq_length``-character pieces of a book and their next-character targets.
 
 Reading the text, deliberately:
 

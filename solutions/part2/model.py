@@ -1,4 +1,4 @@
-"""``TextGenerationModel``: a two-layer character LSTM that predicts the next character.
+"""``TextGenerationModel``: a stacked character LSTM that predicts the next character.
 
 Shapes (B: batch, T: time steps, V: vocabulary size, H: hidden units, N: layers):
 
@@ -28,7 +28,7 @@ State = tuple[torch.Tensor, torch.Tensor]
 
 
 class TextGenerationModel(nn.Module):
-    """Two-layer character LSTM (2019 defaults: hidden 128, 2 layers, no dropout).
+    """Stacked character LSTM (its defaults are 2019's, those of ``train.Config``).
 
     Args:
         vocab_size: V, the number of distinct characters.

@@ -4,12 +4,12 @@
     python -m solutions.part2.train --book my_novel.txt --steps 2000     # any UTF-8 text file
     python -m solutions.part2.train --book sherlock_holmes --steps 20000 --resume   # continue a run
 
-Defaults are those of 2019 (and of Karpathy's char-rnn, where they come from): seq_length 30,
-hidden 128, 2 layers, batch 64, RMSprop with learning rate 2e-3 multiplied by 0.96 every 5000
-steps (StepLR), gradients clipped to a global norm of 5. RMSprop is what the 2019 code and
-char-rnn used; the course keeps it so that its numbers compare with theirs.
+The defaults (``--help`` lists them) are those of 2019, and of Karpathy's char-rnn, where they
+come from: a stacked LSTM trained by RMSprop, with a learning rate that decays in steps (StepLR)
+and the gradient's global norm clipped. RMSprop is what the 2019 code and char-rnn used; the
+course keeps it so that its numbers compare with theirs.
 
-The run folder (``--out``, default ``runs/part2/<book>``) receives ``checkpoint.pt`` (model,
+The run folder (``--out``) receives ``checkpoint.pt`` (model,
 optimiser, scheduler, every random generator and the history, written atomically) and
 ``history.json`` (losses, accuracies, validation losses and samples). ``--resume`` continues from
 the checkpoint and gives exactly the numbers an uninterrupted run with the same seed gives.

@@ -72,7 +72,7 @@ BAD_INPUT = [
     ("part2", [*BOOK, "--resume", "--out", "{foreign}"], "is not a checkpoint of this command"),
     ("sweep", ["--workers", "0"], "error: --workers 0 is too small: it must be at least 1"),
     ("sweep", ["--workers", "99", "--input-lengths", "5", "--seeds", "0"], "--workers must be an integer from 1"),
-    ("sweep", ["--input-lengths", "five"], "ranges like 5-20"),
+    ("sweep", ["--input-lengths", "five"], "ranges like 3-9"),
     ("sweep", ["--input-lengths", "9-5"], "must not be empty"),
     ("sweep", ["--models", "gru"], "error: --models gru is not one of rnn, lstm"),
     ("sweep", ["--seeds", "-1"], "error: --seeds -1 is too small"),
@@ -162,6 +162,7 @@ def test_sample_next_names_a_temperature_it_cannot_use(temperature):
 def test_defaults_are_written_once():
     """Each setting's default lives in one dataclass; the sweep and the student sweep reuse Part 1's."""
     assert {f.name for f in fields(part1.Settings)} <= {f.name for f in fields(part1_sweep.SweepConfig)}
+    assert issubclass(part1_sweep.SweepConfig, student_sweep.SweepConfig)  # the grid's options too
     assert set(student_sweep.TRAIN_DEFAULTS) <= {f.name for f in fields(part1.Settings)}
     assert part2_books.BooksConfig().learning_rate == part2.Config().learning_rate
 

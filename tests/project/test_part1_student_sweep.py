@@ -3,8 +3,9 @@
 With tiny settings: every (model, input length, seed) lands in one result file, each run is exactly
 what train() returns for its settings, a rerun trains only the missing runs, other settings or bad
 input stop it with one line and exit 2 before any work, Ctrl-C keeps the finished runs and prints
-the command that resumes, and the command runs from the generated assignment package, where it
-trains the package's own code.
+the command that resumes, ``--resume`` alone finishes a sweep with the settings and grid of its
+file, and the command runs from the generated assignment package, where it trains the package's own
+code.
 """
 from __future__ import annotations
 
@@ -20,6 +21,7 @@ from pathlib import Path
 
 import pytest
 
+from solutions import cli
 from solutions.part1 import sweep as sweep_module
 from solutions.part1.train import Config, train
 
@@ -53,6 +55,7 @@ def full(tmp_path_factory) -> Path:
 def test_every_run_is_what_train_returns(full):
     record = json.loads(full.read_text())
     assert record["settings"] == {**sweep_module.TRAIN_DEFAULTS, **TINY}
+    assert record["grid"] == {"models": ["rnn", "lstm"], "input_lengths": [3, 4], "seeds": [0]}
     assert record["workers"] == 2 and record["command"].startswith("python -m solutions.part1.sweep")
     runs = runs_by_key(full)
     assert set(runs) == GRID
@@ -72,11 +75,12 @@ def test_late_accuracy_is_the_median_of_the_last_evaluations():
 
 def test_the_options_and_defaults_are_those_of_train(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    args, settings, done = sweep_module.parse_args([])
+    config, options, done = sweep_module.parse_args([])
+    settings = sweep_module.training_settings(config)
     assert settings == {k: v for k, v in asdict(Config()).items() if k not in sweep_module.NOT_SETTINGS}
-    assert (args.models, args.input_lengths, args.seeds) == (["rnn", "lstm"], list(range(5, 21)), [0, 1, 2])
-    assert args.workers == sweep_module.usable_cores() and done == {}
-    assert args.out == Path("results/part1/sweep.json")
+    assert (config.models, config.input_lengths, config.seeds) == (["rnn", "lstm"], list(range(5, 21)), [0, 1, 2])
+    assert options["workers"] == sweep_module.usable_cores() and done == {} and not options["resume"]
+    assert options["out"] == Path("results/part1/sweep.json")
 
 
 def test_a_rerun_trains_only_the_missing_runs(full, tmp_path):
@@ -100,10 +104,13 @@ def test_a_rerun_trains_only_the_missing_runs(full, tmp_path):
 
 
 def one_line_error(capsys, argv: list[str]) -> str:
-    with pytest.raises(SystemExit) as exit_:
-        sweep_module.main(argv)
+    """stderr of the command, as ``python -m`` runs it, which must be one line ``error: ...`` and exit status 2."""
+    try:
+        status = cli.run(sweep_module.main, argv)
+    except SystemExit as exit_:  # argparse's own errors
+        status = exit_.code
     err = capsys.readouterr().err
-    assert exit_.value.code == 2 and err.startswith("error: ") and err.count("\n") == 1, err
+    assert status == 2 and err.startswith("error: ") and err.count("\n") == 1, err
     return err
 
 
@@ -112,24 +119,64 @@ def test_other_settings_stop_before_any_work(full, tmp_path, capsys):
     shutil.copy(full, out)
     text = out.read_text()
     err = one_line_error(capsys, [*TINY_ARGS, "--train-steps", "31", "--out", str(out)])  # the old spelling, hidden
-    assert "--steps 30, not 31" in err and "another --out" in err
+    assert "--steps 30, not 31" in err and "--resume" in err and "another --out" in err
     err = one_line_error(capsys, [*TINY_ARGS, "--learning-rate", "0.01", "--out", str(out)])
     assert "--learning-rate 0.001, not 0.01" in err
     assert out.read_text() == text
 
 
+def test_resume_takes_the_settings_and_the_grid_from_the_file(full, tmp_path):
+    out = tmp_path / "sweep.json"
+    record = json.loads(full.read_text())
+    out.write_text(json.dumps({**record, "runs": [run for run in record["runs"] if run["model"] == "rnn"]}))
+    done = command("--resume", "--out", str(out), "--workers", "2", "--device", "cpu")  # nothing else retyped
+    assert done.returncode == 0, done.stderr
+    assert "2 of 4 runs are in" in done.stdout and "training 2 in 2 processes" in done.stdout
+    after = json.loads(out.read_text())
+    assert after["settings"] == {**record["settings"], "device": "cpu"} and after["grid"] == record["grid"]
+    before = runs_by_key(full)
+    assert {key: run["curve"] for key, run in runs_by_key(out).items()} == {k: r["curve"] for k, r in before.items()}
+
+
 @pytest.mark.parametrize("argv, says", [
-    (["--models", "gru"], "invalid choice"),
+    (["--steps", "31"], "--resume: {out} was made with --steps 30, not 31; only --device may change"),
+    (["--seeds", "0", "1"], "--resume: {out} was made with --seeds 0, not 0 1; only --device may change"),
+    (["--input-lengths", "3-5"], "was made with --input-lengths 3 4, not 3 4 5"),
+    (["--one-hot"], "was made with --one-hot False, not True"),
+])
+def test_resume_refuses_other_settings(argv, says, full, tmp_path, capsys):
+    out = tmp_path / "sweep.json"
+    shutil.copy(full, out)
+    text = out.read_text()
+    assert says.format(out=out) in one_line_error(capsys, ["--resume", "--out", str(out), *argv])
+    assert out.read_text() == text
+    # the same values typed again are no change
+    config, _, _ = sweep_module.parse_args(["--resume", "--out", str(out), "--input-lengths", "3-4", "--steps", "30"])
+    assert config.train_steps == 30 and config.input_lengths == [3, 4] and config.num_hidden == 8
+
+
+def test_resume_needs_a_sweep_that_records_its_grid(full, tmp_path, capsys):
+    out = tmp_path / "sweep.json"
+    assert one_line_error(capsys, ["--resume", "--out", str(out)]).startswith(f"error: --resume: no sweep in {out}")
+    record = json.loads(full.read_text())
+    del record["grid"]  # a file of the sweep before --resume
+    out.write_text(json.dumps(record))
+    err = one_line_error(capsys, ["--resume", "--out", str(out)])
+    assert "does not record its models" in err and record["command"] in err
+
+
+@pytest.mark.parametrize("argv, says", [
+    (["--models", "gru"], "--models gru is not one of rnn, lstm"),
     (["--input-lengths", "5-3"], "must not be empty"),
-    (["--input-lengths", "five"], "ranges like 5-20"),
+    (["--input-lengths", "five"], "ranges like 3-9"),
     (["--input-lengths", "0-4"], "must be positive"),
     (["--seeds"], "expected at least one"),
     (["--steps", "0"], "--steps 0 is too small: it must be at least 1"),
     (["--learning-rate", "0"], "--learning-rate 0.0 is too small: it must be above 0"),
     (["--workers", "0"], "--workers must be positive"),
     (["--device", "tpu"], "device"),
-    (["--out", "{file}/sweep.json"], "cannot write --out"),
-    (["--out", "{tmp}"], "cannot write --out"),
+    (["--out", "{file}/sweep.json"], "cannot be written"),
+    (["--out", "{tmp}"], "cannot be written (it is a folder)"),
     (["--out", "{file}"], "not the result file of a sweep"),
 ])
 def test_bad_input_is_one_line_and_exit_2(argv, says, tmp_path, capsys, monkeypatch):
@@ -142,7 +189,7 @@ def test_bad_input_is_one_line_and_exit_2(argv, says, tmp_path, capsys, monkeypa
 
 def test_bad_input_from_the_command_line():
     done = command(*TINY_ARGS, "--workers", "0")
-    assert done.returncode == 2 and done.stderr == "error: --workers must be positive, got 0 (see --help)\n"
+    assert done.returncode == 2 and done.stderr == "error: --workers must be positive, got 0\n"
 
 
 def test_ctrl_c_keeps_the_finished_runs_and_says_how_to_resume(tmp_path):
@@ -155,7 +202,7 @@ def test_ctrl_c_keeps_the_finished_runs_and_says_how_to_resume(tmp_path):
                                env={**os.environ, "OMP_NUM_THREADS": "1"})
     try:
         deadline = time.monotonic() + 60
-        while not out.exists() and time.monotonic() < deadline:
+        while not (out.exists() and json.loads(out.read_text())["runs"]) and time.monotonic() < deadline:
             time.sleep(0.1)
         os.killpg(process.pid, signal.SIGINT)  # what Ctrl-C in a terminal does: the whole process group
         stdout, stderr = process.communicate(timeout=30)
@@ -165,8 +212,9 @@ def test_ctrl_c_keeps_the_finished_runs_and_says_how_to_resume(tmp_path):
     assert "Traceback" not in stderr and "Warning" not in stderr, stderr
     last = stderr.strip().splitlines()[-1]
     assert last.startswith("interrupted: 1 finished runs kept in")
-    assert last.endswith("resume with: python -m solutions.part1.sweep " + " ".join(args))
+    assert last.endswith(f"resume with: python -m solutions.part1.sweep --resume --out {out}")
     assert set(runs_by_key(out)) == {("rnn", 1, 0)}
+    assert json.loads(out.read_text())["grid"] == {"models": ["rnn"], "input_lengths": [1, 1000], "seeds": [0]}
 
 
 def test_it_runs_in_the_student_package_on_the_students_code(full, tmp_path):
