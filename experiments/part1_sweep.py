@@ -274,7 +274,11 @@ def sweep_in_workers(model: str, config: SweepConfig, settings: dict, slots: lis
             futures.append(pool.submit(train_shard, model, config, shard_settings, shard,
                                        out / shard_stem(model, i, workers), torch.device("cpu"), progress=progress,
                                        stop_after=stop_after, position=i))
-        stopped = [future.exception() for future in futures]  # waits for every worker
+        # Polled, not waited on: a second Ctrl-C (a KeyboardInterrupt here) must not land while a future's
+        # lock is held, or the pool's thread, which the interpreter joins at exit, would block on it.
+        while not all(future.done() for future in futures):
+            time.sleep(0.2)
+        stopped = [future.exception() for future in futures]
         if any(isinstance(exc, Interrupted) for exc in stopped):
             steps = [str(exc).split("step ")[1].split()[0] for exc in stopped if isinstance(exc, Interrupted)]
             raise Interrupted(f"{model}: checkpoints of the {workers} shards (steps {', '.join(steps)}) in {out}")
