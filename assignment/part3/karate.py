@@ -59,7 +59,7 @@ class MLP(nn.Module):
     """The baseline without the graph: the same two layers as ``GCN`` with ``A_hat = I``.
     ``forward(adj_hat, x)`` ignores ``adj_hat`` so that both models train with the same code."""
 
-    def __init__(self, in_features: int, hidden: int, num_classes: int, dropout: float = 0.5):
+    def __init__(self, in_features: int, hidden: int, num_classes: int, dropout: float):
         super().__init__()
         self.net = nn.Sequential(nn.Dropout(dropout), nn.Linear(in_features, hidden), nn.ReLU(),
                                  nn.Dropout(dropout), nn.Linear(hidden, num_classes))

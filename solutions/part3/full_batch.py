@@ -7,7 +7,7 @@ import torch
 from torch import Tensor, nn
 
 
-def fit(model: nn.Module, loss_fn: Callable[[], Tensor], steps: int, lr: float = 0.01,
+def fit(model: nn.Module, loss_fn: Callable[[], Tensor], steps: int, lr: float,
         weight_decay: float = 0.0) -> list[float]:
     """Minimise ``loss_fn()`` (a closure that runs the model on the whole data set) with Adam for
     ``steps`` full-batch steps; the model is left in eval mode. Returns the loss of every step."""

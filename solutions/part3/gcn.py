@@ -270,7 +270,7 @@ class GCN(nn.Module):
     loss). ``embed`` returns the hidden representation ``(n, hidden)``.
     """
 
-    def __init__(self, in_features: int, hidden: int, num_classes: int, dropout: float = 0.5):
+    def __init__(self, in_features: int, hidden: int, num_classes: int, dropout: float):
         super().__init__()
         self.layer1 = GCNLayer(in_features, hidden, activation=torch.relu)
         self.layer2 = GCNLayer(hidden, num_classes)
