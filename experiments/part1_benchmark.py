@@ -156,7 +156,7 @@ def step_functions(kind: str, slots: list[tuple[int, int]], hidden: int, batch: 
     if separate:
         for i, (t, s) in enumerate(slots):
             seed_everything(s)
-            net = MODELS[kind](num_hidden=hidden).to(device)
+            net = MODELS[kind](input_dim=1, num_hidden=hidden).to(device)
             xb, yb = palindrome_batch(batch, t, torch.Generator().manual_seed(s))
             optimizer, xb, yb = torch.optim.RMSprop(net.parameters(), lr=Settings.learning_rate), xb.to(device), yb.to(device)
             fns[f"separate/{i}"] = lambda n=net, o=optimizer, xb=xb, yb=yb: train_step(n, o, xb, yb, 10.0)

@@ -13,6 +13,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from .palindrome import NUM_CLASSES
+
 
 def glorot(rows: int, cols: int) -> nn.Parameter:
     """A [rows, cols] weight with Glorot (Xavier) uniform initialisation."""
@@ -39,7 +41,7 @@ def as_sequence(x: torch.Tensor, input_dim: int) -> torch.Tensor:
 class VanillaRNN(nn.Module):
     """h(t) = tanh(W_hx x(t) + W_hh h(t-1) + b_h),  p = W_ph h(T) + b_p,  h(0) = 0."""
 
-    def __init__(self, input_dim: int = 1, num_hidden: int = 128, num_classes: int = 10):
+    def __init__(self, input_dim: int, num_hidden: int, num_classes: int = NUM_CLASSES):
         super().__init__()
         self.input_dim, self.num_hidden, self.num_classes = input_dim, num_hidden, num_classes
         # Question 1.2: create the parameters with exactly these names and shapes, Glorot weights
@@ -79,7 +81,7 @@ class LSTM(nn.Module):
 
     GATES = ("g", "i", "f", "o")
 
-    def __init__(self, input_dim: int = 1, num_hidden: int = 128, num_classes: int = 10):
+    def __init__(self, input_dim: int, num_hidden: int, num_classes: int = NUM_CLASSES):
         super().__init__()
         self.input_dim, self.num_hidden, self.num_classes = input_dim, num_hidden, num_classes
         # Question 1.6: for each gate z in g, i, f, o create W_zx [num_hidden, input_dim],

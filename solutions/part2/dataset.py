@@ -87,7 +87,7 @@ class TextDataset(Dataset):
         valid_span: (start, stop), the held-out block ``data[start:stop]`` ((0, 0) if none).
     """
 
-    def __init__(self, filename: str | os.PathLike, seq_length: int = 30, valid_fraction: float = 0.0,
+    def __init__(self, filename: str | os.PathLike, seq_length: int, valid_fraction: float = 0.0,
                  valid_max_chars: int | None = None, *, _text: str | None = None):
         if not isinstance(seq_length, int) or isinstance(seq_length, bool) or seq_length < 1:
             raise ValueError(f"seq_length must be a positive integer, got {seq_length!r}")
@@ -119,7 +119,7 @@ class TextDataset(Dataset):
                              f"a piece needs seq_length + 1 = {seq_length + 1}")
 
     @classmethod
-    def from_text(cls, text: str, seq_length: int = 30, **kwargs) -> "TextDataset":
+    def from_text(cls, text: str, seq_length: int, **kwargs) -> "TextDataset":
         """A dataset of a string instead of a file (for examples and tests)."""
         return cls("<text>", seq_length, _text=text, **kwargs)
 

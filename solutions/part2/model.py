@@ -28,7 +28,7 @@ State = tuple[torch.Tensor, torch.Tensor]
 
 
 class TextGenerationModel(nn.Module):
-    """Stacked character LSTM (its defaults are 2019's, those of ``train.Config``).
+    """Stacked character LSTM (the sizes the course trains are the settings of ``train.Config``).
 
     Args:
         vocab_size: V, the number of distinct characters.
@@ -37,7 +37,7 @@ class TextGenerationModel(nn.Module):
         dropout: dropout between the LSTM layers (2019: keep probability 1.0, i.e. 0.0).
     """
 
-    def __init__(self, vocab_size: int, hidden: int = 128, num_layers: int = 2, dropout: float = 0.0):
+    def __init__(self, vocab_size: int, hidden: int, num_layers: int, dropout: float = 0.0):
         super().__init__()
         self.vocab_size, self.hidden, self.num_layers = vocab_size, hidden, num_layers
         # Create the layers: ``self.lstm``, an nn.LSTM with input size V, H hidden units, N layers

@@ -64,9 +64,9 @@ def test_bad_sizes_name_the_problem(kwargs, message):
 def test_models_reject_wrong_input_shapes():
     from solutions.part1.models import LSTM, VanillaRNN
     with pytest.raises(ValueError, match=r"\[B, T, 3\]"):
-        VanillaRNN(input_dim=3)(torch.zeros(2, 5))
+        VanillaRNN(input_dim=3, num_hidden=4)(torch.zeros(2, 5))
     with pytest.raises(ValueError, match="length 0"):
-        LSTM()(torch.zeros(2, 0))
+        LSTM(input_dim=1, num_hidden=4)(torch.zeros(2, 0))
 
 
 def test_train_command_records_settings_versions_and_curves(tmp_path):

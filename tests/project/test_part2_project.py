@@ -106,17 +106,17 @@ def test_bom_and_crlf_and_sorted_vocabulary(tmp_path):
 
 @needs_mirror
 def test_books_read_as_documented():
-    ds = TextDataset(MIRROR / "sherlock_holmes.txt")
+    ds = TextDataset(MIRROR / "sherlock_holmes.txt", seq_length=30)
     # SOURCES.md counts 581,864 characters and 89 distinct ones with the BOM; we drop the BOM.
     assert len(ds.data) == 581_863 and ds.vocab_size == 88 and ds.vocab == sorted(ds.vocab)
 
 
 def test_dataset_errors(tmp_path):
     with pytest.raises(FileNotFoundError, match="does not exist"):
-        TextDataset(tmp_path / "missing.txt")
+        TextDataset(tmp_path / "missing.txt", seq_length=3)
     (tmp_path / "empty.txt").write_text("")
     with pytest.raises(ValueError, match="empty"):
-        TextDataset(tmp_path / "empty.txt")
+        TextDataset(tmp_path / "empty.txt", seq_length=3)
     (tmp_path / "short.txt").write_text("abc")
     with pytest.raises(ValueError, match="too short"):
         TextDataset(tmp_path / "short.txt", seq_length=3)
