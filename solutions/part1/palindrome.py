@@ -60,7 +60,7 @@ def palindrome_batch(batch_size: int, input_length: int, generator: torch.Genera
     return x.float(), y
 
 
-def palindrome_stream(input_length: int, batch_size: int = 128, seed: int = 0,
+def palindrome_stream(input_length: int, batch_size: int, seed: int = 0,
                       one_hot: bool = False) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
     """An endless, reproducible stream of batches: the same seed gives the same batches."""
     generator = torch.Generator().manual_seed(seed)

@@ -213,7 +213,7 @@ class StackedModels(nn.Module):
     ``lengths`` [M] are the models' input lengths, longest first.
     """
 
-    def __init__(self, kind: str, lengths: list[int], input_dim: int = 1, num_hidden: int = 128,
+    def __init__(self, kind: str, lengths: list[int], input_dim: int, num_hidden: int,
                  num_classes: int = NUM_CLASSES, dtype: torch.dtype = torch.float32):
         super().__init__()
         if kind not in GATES:

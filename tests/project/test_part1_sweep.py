@@ -129,12 +129,12 @@ def test_tanh_as_a_sigmoid_keeps_float32_accuracy():
 
     for kind in ("rnn", "lstm"):
         torch.manual_seed(2)
-        stack64 = StackedModels(kind, [20, 13, 5], num_hidden=32, dtype=torch.float64)
+        stack64 = StackedModels(kind, [20, 13, 5], input_dim=1, num_hidden=32, dtype=torch.float64)
         for p in stack64.parameters():
             torch.nn.init.normal_(p, std=0.25)
         x = torch.randint(0, 10, (3, 16, 20, 1)).double()
         exact = logits_and_grads(stack64, x, fused=False)
-        stack32 = StackedModels(kind, [20, 13, 5], num_hidden=32)
+        stack32 = StackedModels(kind, [20, 13, 5], input_dim=1, num_hidden=32)
         with torch.no_grad():
             for p32, p64 in zip(stack32.parameters(), stack64.parameters()):
                 p32.copy_(p64)
@@ -146,7 +146,7 @@ def test_tanh_as_a_sigmoid_keeps_float32_accuracy():
 
 def test_stacked_recurrence_reuses_its_buffers_only_once_they_are_free():
     torch.manual_seed(1)
-    stack = StackedModels("lstm", [4, 2], num_hidden=3, dtype=torch.float64)
+    stack = StackedModels("lstm", [4, 2], input_dim=1, num_hidden=3, dtype=torch.float64)
     for p in stack.parameters():
         torch.nn.init.normal_(p)
     x1, x2 = torch.randn(2, 2, 2, 4, 1, dtype=torch.float64)
@@ -169,11 +169,11 @@ def test_stacked_recurrence_reuses_its_buffers_only_once_they_are_free():
 
 def test_bad_input_is_refused():
     with pytest.raises(ValueError, match="longest first"):
-        StackedModels("rnn", [5, 7])
+        StackedModels("rnn", [5, 7], input_dim=1, num_hidden=4)
     with pytest.raises(ValueError, match="kind"):
-        StackedModels("gru", [5])
+        StackedModels("gru", [5], input_dim=1, num_hidden=4)
     with pytest.raises(ValueError, match="expected input"):
-        StackedModels("lstm", [7, 5], num_hidden=4)(torch.zeros(2, 3, 6, 1))
+        StackedModels("lstm", [7, 5], input_dim=1, num_hidden=4)(torch.zeros(2, 3, 6, 1))
     with pytest.raises(ValueError, match="ranges like 3-9"):
         parse_lengths(["five"])
     assert parse_lengths(["5-8", "12"]) == [5, 6, 7, 8, 12]
