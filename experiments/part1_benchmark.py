@@ -159,7 +159,7 @@ def step_functions(kind: str, slots: list[tuple[int, int]], hidden: int, batch: 
             net = MODELS[kind](input_dim=1, num_hidden=hidden).to(device)
             xb, yb = palindrome_batch(batch, t, torch.Generator().manual_seed(s))
             optimizer, xb, yb = torch.optim.RMSprop(net.parameters(), lr=Settings.learning_rate), xb.to(device), yb.to(device)
-            fns[f"separate/{i}"] = lambda n=net, o=optimizer, xb=xb, yb=yb: train_step(n, o, xb, yb, 10.0)
+            fns[f"separate/{i}"] = lambda n=net, o=optimizer, xb=xb, yb=yb: train_step(n, o, xb, yb, Settings.max_norm)
     for name in variants:
         trainer = BatchedTrainer(initial_models(kind, slots, 1, hidden).to(device), **VARIANTS[name])
         if VARIANTS[name].get("compile"):  # compile before the timed rounds
