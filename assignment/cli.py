@@ -18,6 +18,7 @@ import shlex
 import signal
 import sys
 import tempfile
+import time
 from dataclasses import MISSING, asdict, field, fields
 from pathlib import Path
 from typing import Any, Callable
@@ -237,6 +238,20 @@ def command(module: str, config: Any, given: set[str], extra: list[str] = ()) ->
             else:
                 words += [option(f), *map(str, value if isinstance(value, list) else [value])]
     return shlex.join([*words, *extra])
+
+
+def done_futures(futures: set, poll: float = 0.2) -> set:
+    """Those of ``futures`` (concurrent.futures) that are done, after a sleep of ``poll`` seconds if none is.
+
+    Polled, not waited on with ``concurrent.futures.wait``: a KeyboardInterrupt (Ctrl-C) raised inside
+    wait() can leave a future's lock held, and the pool's thread, which the interpreter joins at exit,
+    blocked on it for ever. Raised in the sleep, it holds nothing.
+    """
+    done = {future for future in futures if future.done()}
+    if not done:
+        time.sleep(poll)
+        done = {future for future in futures if future.done()}
+    return done
 
 
 class StopFlag:

@@ -34,7 +34,7 @@ import torch
 from tqdm.auto import tqdm
 
 from solutions.cli import (Interrupted, StopFlag, UserError, check, check_device, check_memory, check_writable,
-                           command, load_checkpoint, parse, run, setting)
+                           command, done_futures, load_checkpoint, parse, run, setting)
 from solutions.common import atomic_torch_save, atomic_write_bytes, provenance
 from solutions.part1.models import MODELS
 from solutions.part1.palindrome import NUM_CLASSES
@@ -274,10 +274,9 @@ def sweep_in_workers(model: str, config: SweepConfig, settings: dict, slots: lis
             futures.append(pool.submit(train_shard, model, config, shard_settings, shard,
                                        out / shard_stem(model, i, workers), torch.device("cpu"), progress=progress,
                                        stop_after=stop_after, position=i))
-        # Polled, not waited on: a second Ctrl-C (a KeyboardInterrupt here) must not land while a future's
-        # lock is held, or the pool's thread, which the interpreter joins at exit, would block on it.
-        while not all(future.done() for future in futures):
-            time.sleep(0.2)
+        pending = set(futures)
+        while pending:  # polled (cli.done_futures): a second Ctrl-C here must not leave a future's lock held
+            pending -= done_futures(pending)
         stopped = [future.exception() for future in futures]
         if any(isinstance(exc, Interrupted) for exc in stopped):
             steps = [str(exc).split("step ")[1].split()[0] for exc in stopped if isinstance(exc, Interrupted)]

@@ -34,15 +34,15 @@ import signal
 import statistics
 import threading
 import time
-from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, fields
 from pathlib import Path
 
 import torch
 from tqdm.auto import tqdm
 
-from ..cli import (Interrupted, StopFlag, UserError, check, check_device, check_writable, command, default_of, option,
-                   parse, resumed_config, run, setting)
+from ..cli import (Interrupted, StopFlag, UserError, check, check_device, check_writable, command, default_of,
+                   done_futures, option, parse, resumed_config, run, setting)
 from ..common import atomic_write_json, provenance
 from .models import MODELS
 from .train import Config, Settings, train
@@ -209,12 +209,12 @@ def sweep(config: SweepConfig, out: Path, workers: int, runs: dict) -> None:
     try:
         pending = {pool.submit(run_one, *key, settings) for key in todo}
         signal.signal(signal.SIGINT, default_handler)
-        # Ctrl-C only sets a flag, read between waits: a KeyboardInterrupt raised inside wait() could leave
-        # a future's lock held, and the pool's thread (which the interpreter joins at exit) blocked on it.
+        # Ctrl-C only sets a flag, read between polls (cli.done_futures says why they are not waits).
         with StopFlag(quiet=True) as stop:
             while pending and not stop:
-                finished, pending = wait(pending, timeout=0.2, return_when=FIRST_COMPLETED)
-                for future in finished:
+                done = done_futures(pending)
+                pending -= done
+                for future in done:
                     run = future.result()  # a run that failed raises its error here, with the worker's traceback
                     runs[run_key(run)] = run
                     write_results(out, config, runs, started, workers)
