@@ -253,7 +253,7 @@ def write_generated(parts: list[Part], root: Path = ROOT) -> list[str]:
     for name, text in generated(parts).items():
         path = root / name
         if not path.exists() or path.read_text(encoding="utf-8") != text:
-            _write(path, text)
+            atomic_write(path, text)
             written.append(name)
     return written
 
@@ -390,10 +390,6 @@ def check(parts: list[Part], root: Path = ROOT) -> list[str]:
     return check_book(parts, root) + check_docstrings(parts, root) + check_generated(parts, root) + check_tests(parts, root)
 
 
-def _write(path: Path, text: str) -> None:
-    atomic_write(path, text)
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     commands = parser.add_subparsers(dest="command", required=True)
@@ -412,8 +408,8 @@ def main(argv: list[str] | None = None) -> int:
         written = write_generated(parts)
         print(f"wrote {', '.join(written)}" if written else "everything generated from rubric.toml is up to date")
     elif args.command == "outline":
-        _write(args.out, outline(parts))
-        _write(args.out.with_suffix(".json"), outline_json(parts))
+        atomic_write(args.out, outline(parts))
+        atomic_write(args.out.with_suffix(".json"), outline_json(parts))
         print(f"wrote {args.out} and {args.out.with_suffix('.json')}")
     else:
         try:
